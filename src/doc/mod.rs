@@ -1,0 +1,35 @@
+//! One session as an automerge document. Pure: no I/O, no clock, no network.
+//!
+//! # Layout
+//!
+//! Every key sits directly on the document's root map, so two replicas that
+//! created "the same" session independently still merge key by key (nested
+//! objects created concurrently under one key would hide each other):
+//!
+//! | key | value | merge rule |
+//! |---|---|---|
+//! | `data/<key>` | attribute as JSON text | different keys merge; one key written concurrently: one deterministic winner (automerge's Lamport order), losers readable through [`SessionDoc::conflicts`] |
+//! | `count/<key>/<node>` | automerge counter, one per node | the value of `<key>` is the sum over nodes, so concurrent increments add up exactly, even when two nodes create the counter at once |
+//! | `meta/created` | creation time (ms) | written once |
+//! | `meta/touch/<node>` | last access that node saw (ms) | last access = max over nodes |
+//! | `meta/max_idle` | idle timeout in ms, 0 = none | last writer (automerge order) |
+//! | `meta/absolute_expiry` | hard deadline (ms), 0 = none | last writer (automerge order) |
+//! | `meta/expiry` | how the cookie should expire | last writer (automerge order) |
+//! | `meta/invalidated` | `true`, never unset | wins over every concurrent or later write |
+//! | `meta/successor` | [`DocKey`](crate::DocKey) of the rotated-to session | set once; the session is dead |
+//!
+//! Why one counter per node and not one counter per key: automerge merges
+//! two counters created concurrently under one key as a conflict, and every
+//! later increment lands on both, so no read rule recovers the exact sum.
+//! A node never races itself, so its own counter is created exactly once.
+
+mod error;
+mod op;
+mod session_doc;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::Error;
+pub use op::{ExpiryMode, Op};
+pub use session_doc::{SessionDoc, Status};

@@ -1,0 +1,215 @@
+//! Merge rules, each shown on forked documents.
+
+use automerge::ActorId;
+
+use super::*;
+use crate::id::{NodeId, SessionId};
+
+const HOUR: u64 = 3_600_000;
+
+fn base() -> (SessionDoc, NodeId) {
+    let node = NodeId::random();
+    let mut doc = SessionDoc::new(ActorId::random(), node, 1_000, HOUR, 10 * HOUR);
+    doc.insert("seed", &1).unwrap();
+    doc.commit();
+    (doc, node)
+}
+
+/// Two replicas of one session, written by different nodes.
+fn pair() -> (SessionDoc, NodeId, SessionDoc, NodeId) {
+    let (mut a, na) = base();
+    let b = a.fork_as(ActorId::random());
+    (a, na, b, NodeId::random())
+}
+
+fn merged(a: &mut SessionDoc, b: &mut SessionDoc) {
+    a.merge(b).unwrap();
+    b.merge(a).unwrap();
+    assert_eq!(a.heads(), b.heads());
+}
+
+#[test]
+fn different_keys_merge() {
+    let (mut a, _, mut b, _) = pair();
+    a.insert("cart", &vec!["apple"]).unwrap();
+    a.commit();
+    b.insert("user", &"ada").unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    for d in [&a, &b] {
+        assert_eq!(d.get::<Vec<String>>("cart").unwrap(), Some(vec!["apple".to_owned()]));
+        assert_eq!(d.get::<String>("user").unwrap(), Some("ada".to_owned()));
+    }
+}
+
+#[test]
+fn same_key_has_one_deterministic_winner_and_conflicts_are_readable() {
+    let (mut a, _, mut b, _) = pair();
+    a.insert("theme", &"dark").unwrap();
+    a.commit();
+    b.insert("theme", &"light").unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    let wa = a.get::<String>("theme").unwrap();
+    assert_eq!(wa, b.get::<String>("theme").unwrap());
+    let conflicts = a.conflicts("theme").unwrap();
+    assert_eq!(conflicts.len(), 2);
+    assert_eq!(conflicts[0], serde_json::json!(wa.unwrap()));
+    // A later write that has seen both resolves the conflict.
+    a.insert("theme", &"blue").unwrap();
+    a.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(b.conflicts("theme").unwrap(), vec![serde_json::json!("blue")]);
+}
+
+#[test]
+fn concurrent_increments_add_up_even_when_both_create_the_counter() {
+    let (mut a, na, mut b, nb) = pair();
+    assert_eq!(a.increment("hits", 3, na).unwrap(), 3);
+    a.commit();
+    assert_eq!(b.increment("hits", 5, nb).unwrap(), 5);
+    b.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(a.get::<i64>("hits").unwrap(), Some(8));
+    // Later increments on both sides keep adding exactly.
+    a.increment("hits", 10, na).unwrap();
+    a.commit();
+    b.increment("hits", -1, nb).unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(a.get::<i64>("hits").unwrap(), Some(17));
+    assert_eq!(b.attributes().unwrap()["hits"], serde_json::json!(17));
+}
+
+#[test]
+fn increment_folds_an_integer_and_refuses_other_values() {
+    let (mut a, na) = base();
+    a.insert("n", &40).unwrap();
+    assert_eq!(a.increment("n", 2, na).unwrap(), 42);
+    a.insert("name", &"x").unwrap();
+    assert!(matches!(a.increment("name", 1, na), Err(Error::NotACounter { .. })));
+    a.insert("big", &i64::MAX).unwrap();
+    assert!(matches!(a.increment("big", 1, na), Err(Error::Overflow { .. })));
+}
+
+#[test]
+fn insert_and_remove_replace_a_counter() {
+    let (mut a, na) = base();
+    a.increment("n", 5, na).unwrap();
+    a.insert("n", &"text").unwrap();
+    assert_eq!(a.get::<String>("n").unwrap(), Some("text".to_owned()));
+    a.increment("m", 5, na).unwrap();
+    a.remove("m").unwrap();
+    assert_eq!(a.get_json("m").unwrap(), None);
+}
+
+#[test]
+fn prefix_keys_do_not_share_counters() {
+    let (mut a, na) = base();
+    a.increment("a", 1, na).unwrap();
+    a.increment("a/b", 7, na).unwrap();
+    assert_eq!(a.get::<i64>("a").unwrap(), Some(1));
+    assert_eq!(a.get::<i64>("a/b").unwrap(), Some(7));
+}
+
+#[test]
+fn invalidation_wins_over_concurrent_and_later_writes() {
+    let (mut a, _, mut b, nb) = pair();
+    a.invalidate().unwrap();
+    a.commit();
+    b.insert("cart", &["x"]).unwrap();
+    b.increment("hits", 1, nb).unwrap();
+    b.touch(nb, 5_000).unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(a.status(2_000), Status::Invalidated);
+    // A write that arrives after the invalidation was merged changes nothing.
+    b.insert("late", &true).unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(a.status(2_000), Status::Invalidated);
+    assert_eq!(b.status(2_000), Status::Invalidated);
+}
+
+#[test]
+fn rotation_records_the_successor_and_kills_the_old_id() {
+    let (mut a, _) = base();
+    let next = SessionId::random().doc_key();
+    a.set_successor(next).unwrap();
+    a.commit();
+    assert_eq!(a.status(2_000), Status::Rotated(next));
+    assert!(a.attributes().unwrap().is_empty());
+}
+
+#[test]
+fn last_access_is_the_max_over_nodes() {
+    let (mut a, na, mut b, nb) = pair();
+    a.touch(na, 50_000).unwrap();
+    a.commit();
+    b.touch(nb, 90_000).unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(a.last_access(), Some(90_000));
+    // An older touch never lowers a node's register.
+    a.touch(na, 10_000).unwrap();
+    assert_eq!(a.last_access(), Some(90_000));
+}
+
+#[test]
+fn idle_and_absolute_expiry() {
+    let node = NodeId::random();
+    let mut doc = SessionDoc::new(ActorId::random(), node, 0, 1_000, 5_000);
+    doc.commit();
+    assert_eq!(doc.status(1_000), Status::Live);
+    assert_eq!(doc.status(1_001), Status::Expired);
+    doc.touch(node, 900).unwrap();
+    assert_eq!(doc.status(1_800), Status::Live);
+    for t in (1_000..5_000).step_by(500) {
+        doc.touch(node, t).unwrap();
+    }
+    assert_eq!(doc.status(5_000), Status::Live);
+    // Active, but past the absolute deadline.
+    doc.touch(node, 5_001).unwrap();
+    assert_eq!(doc.status(5_001), Status::Expired);
+    // No timeouts at all.
+    doc.set_expiry(ExpiryMode::SessionEnd, 0, 0).unwrap();
+    assert_eq!(doc.status(u64::MAX), Status::Live);
+}
+
+#[test]
+fn an_empty_replica_holds_no_session() {
+    let doc = SessionDoc::empty(ActorId::random());
+    assert_eq!(doc.status(0), Status::Empty);
+}
+
+#[test]
+fn save_load_round_trip_and_incremental_chunks() {
+    let (mut a, na) = base();
+    let snapshot = a.save();
+    let heads = a.heads();
+    a.insert("k", &"v").unwrap();
+    a.increment("c", 2, na).unwrap();
+    a.commit();
+    let chunk = a.save_after(&heads);
+    let mut b = SessionDoc::load(&[snapshot, chunk].concat(), ActorId::random()).unwrap();
+    assert_eq!(b.attributes().unwrap(), a.attributes().unwrap());
+    assert_eq!(b.heads(), a.heads());
+    assert!(SessionDoc::load(b"not automerge", ActorId::random()).is_err());
+}
+
+#[test]
+fn state_size_counts_keys_and_values() {
+    let (mut a, _) = base();
+    let before = a.state_size();
+    a.insert("blob", &"x".repeat(1_000)).unwrap();
+    assert!(a.state_size() >= before + 1_000);
+}
+
+#[test]
+fn unserializable_values_are_errors() {
+    let (mut a, _) = base();
+    let mut m = std::collections::HashMap::new();
+    m.insert(vec![1u8], 1);
+    assert!(matches!(a.insert("bad", &m), Err(Error::Serialize(_))));
+    assert_eq!(a.get_json("bad").unwrap(), None);
+}
