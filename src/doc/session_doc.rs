@@ -445,6 +445,31 @@ impl SessionDoc {
         Self { doc: self.doc.fork().with_actor(actor) }
     }
 
+    /// Copies every attribute of `other` (counters stay counters, credited
+    /// to `node`): the first half of rotating a session id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a foreign value, [`Error::Automerge`].
+    pub fn copy_attributes_from(&mut self, other: &SessionDoc, node: NodeId) -> Result<(), Error> {
+        let mut counters = BTreeMap::new();
+        for k in other.doc.keys(ROOT) {
+            if let Some(name) = k.strip_prefix(DATA) {
+                if let Some((Value::Scalar(s), _)) = other.doc.get(ROOT, k.as_str())? {
+                    self.put(&data_key(name), s.into_owned())?;
+                }
+            } else if let Some((name, _)) = k.strip_prefix(COUNT).and_then(|r| r.rsplit_once('/')) {
+                if !counters.contains_key(name) {
+                    counters.insert(name.to_owned(), other.counter_total(name)?.unwrap_or(0));
+                }
+            }
+        }
+        for (name, total) in counters {
+            self.increment(&name, total, node)?;
+        }
+        Ok(())
+    }
+
     fn put(&mut self, key: &str, value: ScalarValue) -> Result<(), Error> {
         self.doc.put(ROOT, key, value)?;
         Ok(())

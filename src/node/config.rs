@@ -1,0 +1,194 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::store::Durability;
+
+/// Everything a [`Node`](crate::Node) needs, as a value: `Config::new(dir)`
+/// plus consuming `with_*` setters.
+///
+/// # Examples
+///
+/// ```
+/// use sessionmesh::{Config, Durability};
+/// use std::time::Duration;
+///
+/// let config = Config::new("./data/a")
+///     .with_durability(Durability::Fsync)
+///     .with_max_idle(Duration::from_secs(15 * 60))
+///     .with_max_session_bytes(64 * 1024);
+/// assert_eq!(config.max_session_bytes(), 64 * 1024);
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) durability: Durability,
+    pub(crate) max_session_bytes: usize,
+    pub(crate) cache_bytes: usize,
+    pub(crate) compact_every: u32,
+    pub(crate) max_idle: Duration,
+    pub(crate) absolute_timeout: Duration,
+    pub(crate) touch_interval: Duration,
+    pub(crate) sweep_interval: Duration,
+    pub(crate) gc_horizon: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// Defaults, with RocksDB in `data_dir` (created if missing):
+    ///
+    /// | setting | default |
+    /// |---|---|
+    /// | durability | [`Durability::Process`] |
+    /// | max session size | 1 MiB of attribute JSON |
+    /// | document cache | 64 MiB (estimated) |
+    /// | snapshot every | 32 commits |
+    /// | idle timeout | 30 minutes |
+    /// | absolute timeout | 24 hours |
+    /// | touch interval | 60 s (at most a tenth of the idle timeout) |
+    /// | sweep interval | 60 s |
+    /// | tombstone GC horizon | 7 days |
+    #[must_use]
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            durability: Durability::Process,
+            max_session_bytes: 1 << 20,
+            cache_bytes: 64 << 20,
+            compact_every: 32,
+            max_idle: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(24 * 3600),
+            touch_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(60),
+            gc_horizon: Duration::from_secs(7 * 24 * 3600),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How durable a write is before it is acknowledged.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The largest session, in bytes of attribute keys and JSON values; a
+    /// write past it fails with [`Error::TooLarge`](crate::Error::TooLarge).
+    #[must_use]
+    pub fn with_max_session_bytes(mut self, bytes: usize) -> Self {
+        self.max_session_bytes = bytes;
+        self
+    }
+
+    /// Memory for hot documents (an estimate; cold ones stay on disk).
+    #[must_use]
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Fold the change log into a snapshot every `n` commits of a session.
+    #[must_use]
+    pub fn with_compact_every(mut self, n: u32) -> Self {
+        self.compact_every = n;
+        self
+    }
+
+    /// Idle timeout of new sessions (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn with_max_idle(mut self, idle: Duration) -> Self {
+        self.max_idle = idle;
+        self
+    }
+
+    /// Absolute lifetime of new sessions from creation (`Duration::ZERO` =
+    /// none).
+    #[must_use]
+    pub fn with_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// How stale this node's last-access register may get before a read
+    /// writes it. Last access is replicated data, so it is written coarsely
+    /// (every write is history kept forever); a session can therefore expire
+    /// up to this long before an exact idle timer would.
+    #[must_use]
+    pub fn with_touch_interval(mut self, interval: Duration) -> Self {
+        self.touch_interval = interval;
+        self
+    }
+
+    /// How often the background sweeper turns dead sessions into tombstones.
+    #[must_use]
+    pub fn with_sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// How long a tombstone is kept before it is forgotten.
+    #[must_use]
+    pub fn with_gc_horizon(mut self, horizon: Duration) -> Self {
+        self.gc_horizon = horizon;
+        self
+    }
+
+    /// The clock (tests inject a [`ManualClock`](crate::ManualClock)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The durability setting.
+    #[must_use]
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The session size limit in bytes.
+    #[must_use]
+    pub fn max_session_bytes(&self) -> usize {
+        self.max_session_bytes
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |what: &str| Err(crate::Error::Config(what.to_owned()));
+        if self.compact_every == 0 {
+            return bad("compact_every must be at least 1");
+        }
+        if self.sweep_interval.is_zero() {
+            return bad("sweep_interval must be positive");
+        }
+        if self.max_session_bytes == 0 {
+            return bad("max_session_bytes must be positive");
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("durability", &self.durability)
+            .field("max_session_bytes", &self.max_session_bytes)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("compact_every", &self.compact_every)
+            .field("max_idle", &self.max_idle)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("touch_interval", &self.touch_interval)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("gc_horizon", &self.gc_horizon)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}

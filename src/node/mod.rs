@@ -1,0 +1,15 @@
+//! The public handle: a [`Node`] owns the store (and, later, the
+//! replicator). A commit is "persist locally, then replicate".
+
+mod config;
+mod handle;
+mod inner;
+mod sweeper;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::Config;
+pub use handle::Node;
+pub use view::{SessionView, SweepReport};

@@ -1,0 +1,142 @@
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use lru::LruCache;
+
+use super::Record;
+use crate::doc::SessionDoc;
+use crate::id::DocKey;
+
+/// What an in-memory slot knows about one document.
+#[derive(Debug)]
+pub(crate) enum SlotState {
+    /// Not read from disk yet.
+    Unloaded,
+    /// Neither on disk nor tombstoned.
+    Missing,
+    /// Dead and collected; the key must not come back before the GC horizon.
+    Tombstone,
+    /// A document; `record` is `None` until its first change is on disk.
+    Doc { doc: SessionDoc, record: Option<Record> },
+}
+
+/// One document's place in memory. Its lock serialises every change to the
+/// document on this node, which is what keeps one process from writing two
+/// different changes with the same (actor, seq).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    // std Mutex, not tokio's: it is held across RocksDB calls but never across
+    // an `.await`, and taking it is cheaper.
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding the lock leaves a state that was either fully
+        // written or not at all (writes go to disk before the state changes),
+        // so recovering the guard is sound.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Arc<Slot>,
+    charge: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    lru: LruCache<DocKey, Entry>,
+    used: usize,
+}
+
+/// A least-recently-used map of slots, bounded by an estimate of the bytes
+/// the documents take in memory. A slot that a request still holds is never
+/// evicted: two slots for one document would let two requests write as the
+/// same actor without seeing each other.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    // std Mutex: held only for a map lookup or update, never across I/O.
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+/// What an empty or unloaded slot is charged.
+const SLOT_OVERHEAD: usize = 128;
+
+impl Cache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { inner: Mutex::new(Inner { lru: LruCache::unbounded(), used: 0 }), capacity }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot for `key`, created unloaded when absent.
+    pub(crate) fn slot(&self, key: DocKey) -> Arc<Slot> {
+        let mut inner = self.inner();
+        if let Some(e) = inner.lru.get(&key) {
+            return Arc::clone(&e.slot);
+        }
+        let slot = Arc::new(Slot { state: Mutex::new(SlotState::Unloaded) });
+        inner.lru.put(key, Entry { slot: Arc::clone(&slot), charge: SLOT_OVERHEAD });
+        inner.used += SLOT_OVERHEAD;
+        self.evict(&mut inner);
+        slot
+    }
+
+    /// Records how many bytes `key`'s document takes now.
+    pub(crate) fn charge(&self, key: DocKey, bytes: usize) {
+        let mut inner = self.inner();
+        let bytes = bytes.max(SLOT_OVERHEAD);
+        if let Some(e) = inner.lru.peek_mut(&key) {
+            let old = std::mem::replace(&mut e.charge, bytes);
+            inner.used = inner.used - old + bytes;
+        }
+        self.evict(&mut inner);
+    }
+
+    /// Estimated bytes held.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.inner().used
+    }
+
+    fn evict(&self, inner: &mut Inner) {
+        let mut skipped = 0;
+        while inner.used > self.capacity && skipped < inner.lru.len() {
+            let Some((key, in_use)) = inner.lru.peek_lru().map(|(k, e)| (*k, Arc::strong_count(&e.slot) > 1)) else {
+                break;
+            };
+            if in_use {
+                inner.lru.promote(&key);
+                skipped += 1;
+            } else if let Some((_, e)) = inner.lru.pop_lru() {
+                inner.used -= e.charge;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    #[test]
+    fn bounded_by_bytes_and_never_evicts_a_held_slot() {
+        let cache = Cache::new(1_000);
+        let held_key = SessionId::random().doc_key();
+        let held = cache.slot(held_key);
+        cache.charge(held_key, 600);
+        for _ in 0..50 {
+            let k = SessionId::random().doc_key();
+            drop(cache.slot(k));
+            cache.charge(k, 300);
+        }
+        assert!(cache.used() <= 1_000, "used {}", cache.used());
+        // The held slot is still the one the cache hands out.
+        assert!(Arc::ptr_eq(&held, &cache.slot(held_key)));
+    }
+}

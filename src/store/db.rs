@@ -1,0 +1,301 @@
+use std::path::Path;
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+
+use super::{Durability, Error, Record};
+use crate::clock::Millis;
+use crate::id::{DocKey, NodeId, ID_LEN};
+
+const SNAP: &str = "snap";
+const LOG: &str = "log";
+const META: &str = "meta";
+const EXP: &str = "exp";
+const TOMB: &str = "tomb";
+const NODE_ID: &[u8] = b"node_id";
+
+/// What an expiry-index entry asks the sweeper to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DueKind {
+    /// Check the session; tombstone it if it is dead.
+    Expire,
+    /// The tombstone has outlived the GC horizon; forget it.
+    Forget,
+}
+
+/// One expiry-index entry that has come due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub(crate) at: Millis,
+    pub(crate) kind: DueKind,
+    pub(crate) key: DocKey,
+}
+
+/// A stored document: its bytes (`snap ‖ chunks`) and its record.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Missing,
+    Tombstone,
+    Doc { bytes: Vec<u8>, record: Record },
+}
+
+/// The RocksDB database and the layout of the module docs.
+pub(crate) struct Db {
+    db: DB,
+    write_opts: WriteOptions,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.db.path()).field("durability", &self.durability).finish()
+    }
+}
+
+impl Db {
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [SNAP, LOG, META, EXP, TOMB]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(durability == Durability::Fsync);
+        Ok(Self { db, write_opts, durability })
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily, Error> {
+        self.db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
+    }
+
+    /// This node's id, created on first open.
+    pub(crate) fn node_id(&self) -> Result<NodeId, Error> {
+        if let Some(bytes) = self.db.get(NODE_ID)? {
+            return NodeId::from_slice(&bytes).ok_or_else(|| Error::Corrupt("node id".into()));
+        }
+        let id = NodeId::random();
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_opt(NODE_ID, id.as_bytes(), &wo)?;
+        Ok(id)
+    }
+
+    pub(crate) fn load(&self, key: DocKey) -> Result<Stored, Error> {
+        let Some(meta) = self.db.get_cf(self.cf(META)?, key.as_bytes())? else {
+            if self.db.get_cf(self.cf(TOMB)?, key.as_bytes())?.is_some() {
+                return Ok(Stored::Tombstone);
+            }
+            return Ok(Stored::Missing);
+        };
+        let record = Record::decode(&meta)?;
+        let mut bytes = self.db.get_cf(self.cf(SNAP)?, key.as_bytes())?.unwrap_or_default();
+        let start = log_key(key, 0);
+        let iter = self.db.iterator_cf(self.cf(LOG)?, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(key.as_bytes()) {
+                break;
+            }
+            bytes.extend_from_slice(&v);
+        }
+        if bytes.is_empty() {
+            return Err(Error::Corrupt(format!("session {} has a record but no data", key.short())));
+        }
+        Ok(Stored::Doc { bytes, record })
+    }
+
+    /// Appends one change chunk and moves the expiry index, atomically.
+    pub(crate) fn append(&self, key: DocKey, chunk: &[u8], old: Option<Record>, deadline: Millis) -> Result<Record, Error> {
+        let mut record = old.unwrap_or_default();
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(LOG)?, log_key(key, record.next_seq), chunk);
+        record.next_seq = record.next_seq.checked_add(1).ok_or_else(|| Error::Corrupt("log seq overflow".into()))?;
+        record.log_count += 1;
+        record.bytes += chunk.len() as u64;
+        self.move_deadline(&mut wb, key, old.map(|r| r.deadline), deadline)?;
+        record.deadline = deadline;
+        wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
+        self.db.write_opt(wb, &self.write_opts)?;
+        Ok(record)
+    }
+
+    /// Replaces snapshot and chunks with one new snapshot, atomically.
+    pub(crate) fn compact(&self, key: DocKey, snapshot: &[u8], old: Record) -> Result<Record, Error> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(SNAP)?, key.as_bytes(), snapshot);
+        wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, old.next_seq));
+        let record = Record { log_count: 0, bytes: snapshot.len() as u64, ..old };
+        wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
+        self.db.write_opt(wb, &self.write_opts)?;
+        Ok(record)
+    }
+
+    /// Moves a live document's place in the expiry index.
+    pub(crate) fn reschedule(&self, key: DocKey, old: Record, deadline: Millis) -> Result<Record, Error> {
+        let mut wb = WriteBatch::default();
+        self.move_deadline(&mut wb, key, Some(old.deadline), deadline)?;
+        let record = Record { deadline, ..old };
+        wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
+        self.db.write_opt(wb, &self.write_opts)?;
+        Ok(record)
+    }
+
+    /// Deletes a dead document and leaves a tombstone until `forget_at`.
+    pub(crate) fn tombstone(&self, key: DocKey, old: Option<Record>, now: Millis, forget_at: Millis) -> Result<(), Error> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.cf(SNAP)?, key.as_bytes());
+        wb.delete_cf(self.cf(META)?, key.as_bytes());
+        if let Some(r) = old {
+            wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, r.next_seq));
+            wb.delete_cf(self.cf(EXP)?, exp_key(r.deadline, DueKind::Expire, key));
+        }
+        wb.put_cf(self.cf(TOMB)?, key.as_bytes(), now.to_be_bytes());
+        wb.put_cf(self.cf(EXP)?, exp_key(forget_at, DueKind::Forget, key), []);
+        self.db.write_opt(wb, &self.write_opts)?;
+        Ok(())
+    }
+
+    /// Drops a tombstone whose GC horizon has passed.
+    pub(crate) fn forget(&self, due: Due) -> Result<(), Error> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.cf(TOMB)?, due.key.as_bytes());
+        wb.delete_cf(self.cf(EXP)?, exp_key(due.at, due.kind, due.key));
+        self.db.write_opt(wb, &self.write_opts)?;
+        Ok(())
+    }
+
+    /// Removes an index entry that no longer matches its document.
+    pub(crate) fn drop_due(&self, due: Due) -> Result<(), Error> {
+        self.db.delete_cf_opt(self.cf(EXP)?, exp_key(due.at, due.kind, due.key), &self.write_opts)?;
+        Ok(())
+    }
+
+    /// Up to `limit` index entries due at or before `now`, oldest first.
+    pub(crate) fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, Error> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(EXP)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            let due = parse_exp_key(&k)?;
+            if due.at > now || out.len() >= limit {
+                break;
+            }
+            out.push(due);
+        }
+        Ok(out)
+    }
+
+    /// Number of stored (not tombstoned) documents; walks the `meta` family.
+    pub(crate) fn count(&self) -> Result<usize, Error> {
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(META)?, IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Flushes the WAL to disk (clean shutdown).
+    pub(crate) fn flush(&self) -> Result<(), Error> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn move_deadline(&self, wb: &mut WriteBatch, key: DocKey, old: Option<Millis>, new: Millis) -> Result<(), Error> {
+        let exp = self.cf(EXP)?;
+        if let Some(old) = old {
+            if old == new {
+                return Ok(());
+            }
+            wb.delete_cf(exp, exp_key(old, DueKind::Expire, key));
+        }
+        wb.put_cf(exp, exp_key(new, DueKind::Expire, key), []);
+        Ok(())
+    }
+}
+
+fn log_key(key: DocKey, seq: u32) -> [u8; ID_LEN + 4] {
+    let mut k = [0u8; ID_LEN + 4];
+    k[..ID_LEN].copy_from_slice(key.as_bytes());
+    k[ID_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn exp_key(at: Millis, kind: DueKind, key: DocKey) -> [u8; 8 + 1 + ID_LEN] {
+    let mut k = [0u8; 8 + 1 + ID_LEN];
+    k[..8].copy_from_slice(&at.to_be_bytes());
+    k[8] = match kind {
+        DueKind::Expire => 0,
+        DueKind::Forget => 1,
+    };
+    k[9..].copy_from_slice(key.as_bytes());
+    k
+}
+
+fn parse_exp_key(k: &[u8]) -> Result<Due, Error> {
+    let bad = || Error::Corrupt("expiry index entry".into());
+    if k.len() != 8 + 1 + ID_LEN {
+        return Err(bad());
+    }
+    let at = u64::from_be_bytes(k[..8].try_into().map_err(|_| bad())?);
+    let kind = match k[8] {
+        0 => DueKind::Expire,
+        1 => DueKind::Forget,
+        _ => return Err(bad()),
+    };
+    let key = DocKey::from_slice(&k[9..]).ok_or_else(bad)?;
+    Ok(Due { at, kind, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    #[test]
+    fn append_compact_tombstone_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Durability::Process).unwrap();
+        let key = SessionId::random().doc_key();
+        assert!(matches!(db.load(key).unwrap(), Stored::Missing));
+        let r1 = db.append(key, b"one", None, 100).unwrap();
+        let r2 = db.append(key, b"two", Some(r1), 200).unwrap();
+        assert_eq!(r2.next_seq, 2);
+        match db.load(key).unwrap() {
+            Stored::Doc { bytes, record } => {
+                assert_eq!(bytes, b"onetwo");
+                assert_eq!(record, r2);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The index holds only the newest deadline.
+        assert_eq!(db.due(1_000, 10).unwrap().len(), 1);
+        let r3 = db.compact(key, b"SNAP", r2).unwrap();
+        let r4 = db.append(key, b"three", Some(r3), 300).unwrap();
+        match db.load(key).unwrap() {
+            Stored::Doc { bytes, .. } => assert_eq!(bytes, b"SNAPthree"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(db.count().unwrap(), 1);
+        db.tombstone(key, Some(r4), 400, 5_000).unwrap();
+        assert!(matches!(db.load(key).unwrap(), Stored::Tombstone));
+        assert_eq!(db.count().unwrap(), 0);
+        let due = db.due(10_000, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].kind, DueKind::Forget);
+        db.forget(due[0]).unwrap();
+        assert!(matches!(db.load(key).unwrap(), Stored::Missing));
+        assert!(db.due(u64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn node_id_is_stable_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Db::open(dir.path(), Durability::Fsync).unwrap().node_id().unwrap();
+        let again = Db::open(dir.path(), Durability::Fsync).unwrap().node_id().unwrap();
+        assert_eq!(first, again);
+    }
+}

@@ -1,0 +1,55 @@
+//! Persistence: every session document in RocksDB, plus a bounded cache of
+//! hot documents.
+//!
+//! # On disk
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `snap` | doc key (16 B) | automerge `save()` of the document |
+//! | `log` | doc key ‖ seq (u32 BE) | one commit's change chunk |
+//! | `meta` | doc key | [`Record`]: deadline, next log seq, chunks since the snapshot |
+//! | `exp` | time (u64 BE) ‖ kind (u8) ‖ doc key | empty: the expiry index the sweeper walks |
+//! | `tomb` | doc key | time the session was tombstoned |
+//! | `default` | `node_id` | this node's [`NodeId`](crate::NodeId) |
+//!
+//! A document is `snap ‖ log chunks in seq order`, which automerge loads as
+//! one byte string. A commit appends one chunk and moves the expiry index in
+//! one `WriteBatch` through the WAL, before the response goes out. Every
+//! `compact_every` chunks the document is folded into a new snapshot and
+//! the folded chunks are deleted, in one batch, so a crash leaves either the
+//! old pair or the new one.
+//!
+//! Dead sessions (expired, invalidated, rotated) become tombstones: the
+//! document goes, a `tomb` entry stays until the GC horizon has passed, so
+//! a replica cannot bring the session back in that window.
+
+mod cache;
+mod db;
+mod error;
+mod record;
+
+pub(crate) use cache::{Cache, SlotState};
+pub(crate) use db::{Db, Due, DueKind, Stored};
+pub use error::Error;
+pub(crate) use record::Record;
+
+/// How far an acknowledged write must have got before the caller hears of it.
+///
+/// # Examples
+///
+/// ```
+/// use sessionmesh::{Config, Durability};
+///
+/// let config = Config::new("/tmp/sessions").with_durability(Durability::Fsync);
+/// assert_eq!(config.durability(), Durability::Fsync);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to RocksDB's WAL in the OS page cache: survives the process
+    /// being killed (`kill -9`), not a power loss. The default.
+    #[default]
+    Process,
+    /// The WAL is fsynced before the write is acknowledged: also survives a
+    /// power loss, at the cost of one device flush per commit.
+    Fsync,
+}
