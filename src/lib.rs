@@ -2,6 +2,7 @@
 pub mod clock;
 pub mod doc;
 mod error;
+pub mod http;
 pub mod id;
 mod node;
 pub mod store;

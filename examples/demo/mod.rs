@@ -1,0 +1,103 @@
+//! The demo app of DESIGN.md §7, shared by `examples/peer.rs` and the
+//! integration tests (which include this file with `#[path]`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sessionmesh::http::{Session, SessionLayer};
+use sessionmesh::{Error, Node};
+
+/// The demo's routes over `node`. The cookie is not `Secure`, because the
+/// demo serves plain HTTP on loopback.
+pub(crate) fn app(node: Node) -> Router {
+    let layer = SessionLayer::new(node.clone()).with_secure(false);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/session", get(read_all))
+        .route("/session/cycle", post(cycle))
+        .route("/session/invalidate", post(invalidate))
+        .route("/session/{key}", put(insert).delete(remove))
+        .route("/session/{key}/incr", post(incr))
+        .layer(layer)
+        .route("/cluster", get(cluster))
+        .with_state(node)
+}
+
+/// An error as the demo answers it.
+struct Failure(StatusCode, String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Doc(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+async fn read_all(session: Session) -> Result<Json<Value>, Failure> {
+    let entries = session.entries().await?;
+    Ok(Json(Value::Object(entries.into_iter().collect())))
+}
+
+async fn insert(session: Session, Path(key): Path<String>, body: Bytes) -> Result<StatusCode, Failure> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
+    session.insert(&key, value).await?;
+    session.save().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove(session: Session, Path(key): Path<String>) -> Result<StatusCode, Failure> {
+    session.remove_value(&key).await?;
+    session.save().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn incr(session: Session, Path(key): Path<String>, body: Bytes) -> Result<Json<Value>, Failure> {
+    let by = if body.iter().all(u8::is_ascii_whitespace) {
+        1
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
+        v.get("by")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Failure(StatusCode::BAD_REQUEST, "expected {\"by\": <integer>}".into()))?
+    };
+    session.increment(&key, by).await?;
+    // Commit now so the answer is the merged total across concurrent requests.
+    session.save().await?;
+    let total = session.get::<i64>(&key).await?.unwrap_or(0);
+    Ok(Json(json!(total)))
+}
+
+async fn cycle(session: Session) -> Result<StatusCode, Failure> {
+    session.cycle_id().await?;
+    session.save().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
+    session.invalidate().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cluster(State(node): State<Node>) -> Json<Value> {
+    Json(json!({
+        "peer_id": node.node_id().to_string(),
+        "peers": [],
+        "sessions": node.session_count(),
+    }))
+}

@@ -1,0 +1,127 @@
+use tower_cookies::cookie::time::{Duration, OffsetDateTime};
+use tower_cookies::cookie::{Key, SameSite};
+use tower_cookies::{Cookie, Cookies};
+
+use crate::doc::ExpiryMode;
+use crate::id::SessionId;
+
+/// When a session expires; the same variants as tower-sessions' `Expiry`.
+///
+/// # Examples
+///
+/// ```
+/// use sessionmesh::http::Expiry;
+/// use time::Duration;
+///
+/// let expiry = Expiry::OnInactivity(Duration::minutes(15));
+/// assert_ne!(expiry, Expiry::OnSessionEnd);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// A browser-session cookie; the server applies the node's idle and
+    /// absolute timeouts.
+    OnSessionEnd,
+    /// Expires after this long without access; the cookie's `Max-Age` is
+    /// refreshed whenever the session is used.
+    OnInactivity(Duration),
+    /// Expires at this instant, however active the session is.
+    AtDateTime(OffsetDateTime),
+}
+
+/// The session cookie's attributes, with tower-sessions' names and defaults:
+/// name `id`, `HttpOnly`, `Secure`, `SameSite=Strict`, `Path=/`, no
+/// `Domain`, a browser-session cookie, unsigned.
+#[derive(Clone)]
+pub struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) http_only: bool,
+    pub(crate) secure: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) expiry: Option<Expiry>,
+    pub(crate) key: Option<Key>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "id".to_owned(),
+            http_only: true,
+            secure: true,
+            same_site: SameSite::Strict,
+            path: "/".to_owned(),
+            domain: None,
+            expiry: None,
+            key: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CookieConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieConfig")
+            .field("name", &self.name)
+            .field("http_only", &self.http_only)
+            .field("secure", &self.secure)
+            .field("same_site", &self.same_site)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("expiry", &self.expiry)
+            .field("signed", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl CookieConfig {
+    /// The id carried by the request's cookie, if well formed (and, when
+    /// signing is on, correctly signed).
+    pub(crate) fn read(&self, cookies: &Cookies) -> Option<SessionId> {
+        let cookie = match &self.key {
+            Some(key) => cookies.signed(key).get(&self.name),
+            None => cookies.get(&self.name).map(Cookie::into_owned),
+        }?;
+        cookie.value().parse().ok()
+    }
+
+    /// Sends the cookie for `id`.
+    pub(crate) fn write(&self, cookies: &Cookies, id: SessionId, mode: ExpiryMode, max_idle_ms: u64, absolute_ms: u64) {
+        let mut cookie = self.build(id.to_string());
+        match mode {
+            ExpiryMode::SessionEnd => {}
+            ExpiryMode::Inactivity => {
+                cookie.set_max_age(Duration::milliseconds(i64::try_from(max_idle_ms).unwrap_or(i64::MAX)));
+            }
+            ExpiryMode::AtDateTime => {
+                let at = i128::from(absolute_ms) * 1_000_000;
+                if let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(at) {
+                    cookie.set_expires(t);
+                }
+            }
+        }
+        match &self.key {
+            Some(key) => cookies.signed(key).add(cookie),
+            None => cookies.add(cookie),
+        }
+    }
+
+    /// Sends a removal cookie with the same path, domain, `Secure` and
+    /// `HttpOnly` as the session cookie (browsers ignore a removal that
+    /// differs in path or domain).
+    pub(crate) fn remove(&self, cookies: &Cookies) {
+        cookies.remove(self.build(String::new()));
+    }
+
+    fn build(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::build((self.name.clone(), value))
+            .http_only(self.http_only)
+            .secure(self.secure)
+            .same_site(self.same_site)
+            .path(self.path.clone())
+            .build();
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}

@@ -1,0 +1,436 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use http::StatusCode;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use tower_cookies::Cookies;
+
+use super::{CookieConfig, Expiry};
+use crate::doc::{ExpiryMode, Op};
+use crate::{Error, Node, SessionId, SessionView};
+
+/// Tries to draw an unused id before giving up (a collision of 128 random
+/// bits does not happen by chance; this bounds a broken random source).
+const CREATE_ATTEMPTS: usize = 3;
+
+/// The session of one request: read it, write it, rotate or end it.
+///
+/// Cheap to clone; clones share the request's state. Reads come from the
+/// node the first time and from the request's view afterwards; writes are
+/// recorded and committed together when the handler returns or on
+/// [`save`](Self::save).
+///
+/// # Examples
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use sessionmesh::http::{Session, SessionLayer};
+/// use sessionmesh::{Config, Node};
+///
+/// async fn visits(session: Session) -> Result<String, sessionmesh::Error> {
+///     let n = session.increment("visits", 1).await?;
+///     Ok(format!("visit number {n}"))
+/// }
+///
+/// # async fn app() -> Result<Router, sessionmesh::Error> {
+/// let node = Node::open(Config::new("./data/doc-example")).await?;
+/// let app = Router::new().route("/", get(visits)).layer(SessionLayer::new(node));
+/// # Ok(app) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: Node,
+    cookie_id: Option<SessionId>,
+    expiry: Option<Expiry>,
+    // std Mutex: never held across an `.await` (loading copies out first).
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    loaded: bool,
+    /// The session's id: loaded, or drawn for a session not created yet.
+    id: Option<SessionId>,
+    /// `id` is drawn but the node does not hold the session yet.
+    is_new: bool,
+    view: BTreeMap<String, Value>,
+    expiry: Option<(ExpiryMode, u64, u64)>,
+    pending: Vec<Op>,
+    rotate_to: Option<SessionId>,
+    set_cookie: bool,
+    remove_cookie: bool,
+}
+
+impl Session {
+    pub(crate) fn new(node: Node, cookie_id: Option<SessionId>, expiry: Option<Expiry>) -> Self {
+        Self { inner: Arc::new(Inner { node, cookie_id, expiry, state: Mutex::new(State::default()) }) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session's id, once there is one: a loaded session's id, or the id
+    /// drawn for a new session at its first write (before it is saved).
+    #[must_use]
+    pub fn id(&self) -> Option<SessionId> {
+        self.state().id
+    }
+
+    async fn ensure_loaded(&self) -> Result<(), Error> {
+        if self.state().loaded {
+            return Ok(());
+        }
+        let loaded = match self.inner.cookie_id {
+            Some(id) => self.inner.node.load(&id).await?.map(|v| (id, v)),
+            None => None,
+        };
+        let mut st = self.state();
+        if !st.loaded {
+            st.loaded = true;
+            if let Some((id, view)) = loaded {
+                st.id = Some(id);
+                adopt(&mut st, view);
+                // A sliding cookie is refreshed whenever the session is used.
+                st.set_cookie |= st.expiry.is_some_and(|(m, _, _)| m == ExpiryMode::Inactivity);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads attribute `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Doc`] when the value does not deserialize into `T`;
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.ensure_loaded().await?;
+        let value = self.state().view.get(key).cloned();
+        value
+            .map(|v| {
+                serde_json::from_value(v).map_err(|source| {
+                    crate::doc::Error::Deserialize { key: key.to_owned(), source }.into()
+                })
+            })
+            .transpose()
+    }
+
+    /// Every attribute, as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn entries(&self) -> Result<BTreeMap<String, Value>, Error> {
+        self.ensure_loaded().await?;
+        Ok(self.state().view.clone())
+    }
+
+    /// Sets attribute `key`, creating the session if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Doc`] when `value` does not serialize to JSON;
+    /// [`Error::TooLarge`] when the session would exceed its size limit.
+    /// Nothing is recorded in either case.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
+        let value = serde_json::to_value(&value).map_err(crate::doc::Error::Serialize)?;
+        let json = value.to_string();
+        self.ensure_loaded().await?;
+        let limit = self.inner.node.config().max_session_bytes();
+        let mut st = self.state();
+        let size = estimated_size(&st.view, Some((key, json.len())));
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        self.begin_write(&mut st);
+        st.pending.push(Op::Insert { key: key.to_owned(), json });
+        st.view.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Removes attribute `key`, returning its old value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Doc`] when the old value does not deserialize into `T` (the
+    /// attribute is removed all the same); [`Error::Store`].
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.remove_value(key)
+            .await?
+            .map(|v| {
+                serde_json::from_value(v).map_err(|source| {
+                    crate::doc::Error::Deserialize { key: key.to_owned(), source }.into()
+                })
+            })
+            .transpose()
+    }
+
+    /// Removes attribute `key`, returning its old value as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn remove_value(&self, key: &str) -> Result<Option<Value>, Error> {
+        self.ensure_loaded().await?;
+        let mut st = self.state();
+        if st.id.is_none() {
+            return Ok(None);
+        }
+        let old = st.view.remove(key);
+        st.pending.push(Op::Remove { key: key.to_owned() });
+        Ok(old)
+    }
+
+    /// Adds `by` to the counter `key` (created at 0) and returns the total
+    /// this request sees. Concurrent increments on any nodes add up; call
+    /// [`save`](Self::save) first to read the merged total.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Doc`] when `key` holds something other than an integer or
+    /// the sum overflows; nothing is recorded.
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, Error> {
+        self.ensure_loaded().await?;
+        let mut st = self.state();
+        let current = match st.view.get(key) {
+            None => 0,
+            Some(v) => v.as_i64().ok_or_else(|| crate::doc::Error::NotACounter { key: key.to_owned() })?,
+        };
+        let new = current
+            .checked_add(by)
+            .ok_or_else(|| crate::doc::Error::Overflow { key: key.to_owned() })?;
+        self.begin_write(&mut st);
+        st.pending.push(Op::Increment { key: key.to_owned(), by });
+        st.view.insert(key.to_owned(), new.into());
+        Ok(new)
+    }
+
+    /// Removes every attribute; the session itself lives on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn clear(&self) -> Result<(), Error> {
+        self.ensure_loaded().await?;
+        let mut st = self.state();
+        if st.id.is_some() {
+            st.view.clear();
+            st.pending.push(Op::Clear);
+        }
+        Ok(())
+    }
+
+    /// Ends the session on every node at once (it wins over any concurrent
+    /// write) and sends a removal cookie. A later write in the same request
+    /// starts a new session with a new id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the invalidation cannot be persisted; the
+    /// session is then still alive.
+    pub async fn invalidate(&self) -> Result<(), Error> {
+        self.ensure_loaded().await?;
+        let (id, is_new) = {
+            let st = self.state();
+            (st.id, st.is_new)
+        };
+        if let (Some(id), false) = (id, is_new) {
+            self.inner.node.commit(&id, &[Op::Invalidate]).await?;
+        }
+        let mut st = self.state();
+        *st = State { loaded: true, remove_cookie: true, ..State::default() };
+        Ok(())
+    }
+
+    /// Moves the session to a new id, keeping its attributes, and kills the
+    /// old id everywhere. Call it on every privilege change (login).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn cycle_id(&self) -> Result<(), Error> {
+        self.ensure_loaded().await?;
+        let mut st = self.state();
+        match (st.id, st.is_new) {
+            (Some(_), false) => st.rotate_to = Some(SessionId::random()),
+            (Some(_), true) => st.id = Some(SessionId::random()),
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    /// Changes when the session expires (this session only).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the session cannot be read.
+    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), Error> {
+        self.ensure_loaded().await?;
+        let mut st = self.state();
+        self.begin_write(&mut st);
+        let op = self.expiry_op(expiry, &st);
+        if let Op::SetExpiry { mode, max_idle_ms, absolute_ms } = op {
+            st.expiry = Some((mode, max_idle_ms, absolute_ms));
+        }
+        st.pending.push(op);
+        Ok(())
+    }
+
+    /// Commits the recorded writes now, as one persisted commit, and reads
+    /// back the merged session. The middleware does this after the handler;
+    /// call it to handle a failure yourself or to see other requests' writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`], [`Error::Store`], [`Error::Doc`]: the writes were
+    /// **not** applied (and are discarded, so the middleware does not fail
+    /// the response a second time).
+    pub async fn save(&self) -> Result<(), Error> {
+        let (id, is_new, rotate_to, ops) = {
+            let mut st = self.state();
+            let ops = std::mem::take(&mut st.pending);
+            (st.id, st.is_new, st.rotate_to.take(), ops)
+        };
+        let node = &self.inner.node;
+        let result = match (id, is_new, rotate_to) {
+            (None, _, _) => return Ok(()),
+            (Some(id), true, _) => self.create(id, &ops).await.map(|(id, v)| Some((id, v))),
+            (Some(_), false, None) if ops.is_empty() => return Ok(()),
+            (Some(id), false, None) => node.commit(&id, &ops).await.map(|v| v.map(|v| (id, v))),
+            (Some(old), false, Some(new)) => node.rotate(&old, &new, &ops).await.map(|v| v.map(|v| (new, v))),
+        };
+        let mut st = self.state();
+        match result {
+            Ok(Some((id, view))) => {
+                st.id = Some(id);
+                st.is_new = false;
+                adopt(&mut st, view);
+                st.set_cookie = true;
+                Ok(())
+            }
+            Ok(None) => {
+                // Invalidated (or expired) meanwhile: invalidation wins.
+                *st = State { loaded: true, remove_cookie: true, ..State::default() };
+                Ok(())
+            }
+            Err(e) => {
+                if st.is_new {
+                    // Nothing was created.
+                    *st = State { loaded: true, ..State::default() };
+                } else {
+                    // The view held the failed writes: read it again on next use.
+                    st.loaded = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn create(&self, mut id: SessionId, ops: &[Op]) -> Result<(SessionId, SessionView), Error> {
+        let mut attempts = 0;
+        loop {
+            match self.inner.node.create(&id, ops).await {
+                Err(Error::IdCollision) if attempts + 1 < CREATE_ATTEMPTS => {
+                    attempts += 1;
+                    id = SessionId::random();
+                }
+                other => return other.map(|v| (id, v)),
+            }
+        }
+    }
+
+    /// Called by the middleware after the handler: commit, then cookies.
+    pub(crate) async fn finish(&self, cookies: &Cookies, config: &CookieConfig) -> Result<(), Error> {
+        let needs_save = {
+            let st = self.state();
+            !st.pending.is_empty() || st.rotate_to.is_some() || st.is_new
+        };
+        if needs_save {
+            self.save().await?;
+        }
+        let st = self.state();
+        match (st.id, st.set_cookie, st.expiry) {
+            (Some(id), true, Some((mode, idle, absolute))) => config.write(cookies, id, mode, idle, absolute),
+            (None, _, _) if st.remove_cookie => config.remove(cookies),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Prepares a write on a session that may not exist yet.
+    fn begin_write(&self, st: &mut State) {
+        if st.id.is_none() {
+            st.id = Some(SessionId::random());
+            st.is_new = true;
+            st.remove_cookie = false;
+            if let Some(expiry) = self.inner.expiry {
+                let op = self.expiry_op(expiry, st);
+                st.pending.insert(0, op);
+            }
+        }
+    }
+
+    fn expiry_op(&self, expiry: Expiry, st: &State) -> Op {
+        let node = &self.inner.node;
+        let idle_default = u64::try_from(node.config().max_idle.as_millis()).unwrap_or(u64::MAX);
+        let absolute_now = st.expiry.map(|(_, _, a)| a).unwrap_or_else(|| {
+            match u64::try_from(node.config().absolute_timeout.as_millis()).unwrap_or(u64::MAX) {
+                0 => 0,
+                t => node.now_ms().saturating_add(t),
+            }
+        });
+        match expiry {
+            Expiry::OnSessionEnd => Op::SetExpiry { mode: ExpiryMode::SessionEnd, max_idle_ms: idle_default, absolute_ms: absolute_now },
+            Expiry::OnInactivity(d) => Op::SetExpiry {
+                mode: ExpiryMode::Inactivity,
+                max_idle_ms: u64::try_from(d.whole_milliseconds()).unwrap_or(0).max(1),
+                absolute_ms: absolute_now,
+            },
+            Expiry::AtDateTime(t) => Op::SetExpiry {
+                mode: ExpiryMode::AtDateTime,
+                max_idle_ms: 0,
+                absolute_ms: u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0).max(1),
+            },
+        }
+    }
+}
+
+fn adopt(st: &mut State, view: SessionView) {
+    st.expiry = Some((view.expiry, view.max_idle_ms, view.absolute_expiry_ms));
+    st.view = view.attributes;
+}
+
+/// Mirrors `SessionDoc::state_size` closely enough to refuse an oversized
+/// insert at the call site; the node checks exactly at commit.
+fn estimated_size(view: &BTreeMap<String, Value>, replacing: Option<(&str, usize)>) -> usize {
+    let mut size: usize = view
+        .iter()
+        .filter(|(k, _)| replacing.is_none_or(|(r, _)| r != k.as_str()))
+        .map(|(k, v)| 5 + k.len() + if v.is_i64() { 8 } else { v.to_string().len() })
+        .sum();
+    if let Some((k, len)) = replacing {
+        size += 5 + k.len() + len;
+    }
+    size
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or((StatusCode::INTERNAL_SERVER_ERROR, "SessionLayer is not installed on this route"))
+    }
+}

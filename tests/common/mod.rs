@@ -1,0 +1,117 @@
+//! Shared helpers for the integration tests: temp nodes, requests through
+//! the real tower stack, cookie plumbing, and the demo peer as a process.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use sessionmesh::{Config, Node};
+use tower::ServiceExt;
+
+/// A node on a fresh RocksDB in `dir`.
+pub async fn node(dir: &Path) -> Node {
+    Node::open(Config::new(dir)).await.expect("open node")
+}
+
+/// One answer: status, headers, body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// The `Set-Cookie` header for cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    /// `name=value` of the session cookie set by this answer.
+    pub fn cookie(&self) -> Option<String> {
+        self.set_cookie("id").map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    }
+}
+
+/// Sends one request through `app` (the whole tower stack, no socket).
+pub async fn send(app: &Router, method: Method, uri: &str, cookie: Option<&str>, body: &str) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let req = req.body(Body::from(body.to_owned())).expect("request");
+    let res = app.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    Answer { status, headers, body }
+}
+
+/// The demo peer binary that `cargo test` builds next to the test binaries.
+pub fn peer_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("examples").join("peer");
+    assert!(bin.exists(), "{} missing: run the tests with `cargo test`, which builds examples", bin.display());
+    bin
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The peer example running as a child process.
+pub struct PeerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl PeerProcess {
+    pub async fn start(data: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(peer_binary())
+            .args(["--http", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn peer");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok() {
+                return Self { child, base };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("peer did not come up on {base}");
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
