@@ -31,7 +31,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--http" => http = Some(value()?.parse().map_err(|e| format!("--http: {e}"))?),
             "--data" => data = Some(PathBuf::from(value()?)),
             "--listen" | "--peer" | "--cluster-key" | "--replication" => {
-                return Err(format!("{flag}: replication is not built yet; this node runs alone"));
+                return Err(format!(
+                    "{flag}: replication is not built yet; this node runs alone"
+                ));
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -69,7 +71,11 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::open(Config::new(&args.data)).await?;
     let listener = tokio::net::TcpListener::bind(args.http).await?;
-    println!("sessionmesh peer {} serving http://{}", node.node_id(), listener.local_addr()?);
+    println!(
+        "sessionmesh peer {} serving http://{}",
+        node.node_id(),
+        listener.local_addr()?
+    );
     axum::serve(listener, demo::app(node.clone()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -1,5 +1,6 @@
-//! HTTP flows through the real tower stack: SessionLayer over tower-cookies
+//! HTTP flows through the real tower stack: `SessionLayer` over tower-cookies
 //! over axum, against a real RocksDB in a temp dir.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 #[path = "../examples/demo/mod.rs"]
@@ -51,7 +52,10 @@ async fn default_cookie_flags_match_tower_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let node = common::node(dir.path()).await;
     let app = Router::new()
-        .route("/", get(|s: Session| async move { s.insert("k", 1).await.map_err(|e| e.to_string()) }))
+        .route(
+            "/",
+            get(|s: Session| async move { s.insert("k", 1).await.map_err(|e| e.to_string()) }),
+        )
         .layer(SessionLayer::new(node));
     let a = send(&app, Method::GET, "/", None, "").await;
     let c = a.set_cookie("id").unwrap();
@@ -74,18 +78,37 @@ async fn custom_cookie_options_and_a_matching_removal_cookie() {
         .with_secure(true)
         .with_expiry(Expiry::OnInactivity(time::Duration::minutes(10)));
     let app = Router::new()
-        .route("/app/in", get(|s: Session| async move { s.insert("k", 1).await.map_err(|e| e.to_string()) }))
-        .route("/app/out", get(|s: Session| async move { s.invalidate().await.map_err(|e| e.to_string()) }))
+        .route(
+            "/app/in",
+            get(|s: Session| async move { s.insert("k", 1).await.map_err(|e| e.to_string()) }),
+        )
+        .route(
+            "/app/out",
+            get(|s: Session| async move { s.invalidate().await.map_err(|e| e.to_string()) }),
+        )
         .layer(layer);
     let a = send(&app, Method::GET, "/app/in", None, "").await;
     let c = a.set_cookie("sid").unwrap();
-    for attr in ["Path=/app", "Domain=example.test", "SameSite=Lax", "Max-Age=600", "Secure", "HttpOnly"] {
+    for attr in [
+        "Path=/app",
+        "Domain=example.test",
+        "SameSite=Lax",
+        "Max-Age=600",
+        "Secure",
+        "HttpOnly",
+    ] {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
     let cookie = c.split(';').next().unwrap().to_owned();
     let out = send(&app, Method::GET, "/app/out", Some(&cookie), "").await;
     let removal = out.set_cookie("sid").unwrap();
-    for attr in ["Path=/app", "Domain=example.test", "Secure", "HttpOnly", "Max-Age=0"] {
+    for attr in [
+        "Path=/app",
+        "Domain=example.test",
+        "Secure",
+        "HttpOnly",
+        "Max-Age=0",
+    ] {
         assert!(removal.contains(attr), "{removal} lacks {attr}");
     }
 }
@@ -100,9 +123,21 @@ async fn unknown_or_malformed_ids_are_never_adopted() {
     let fresh = w.cookie().unwrap();
     assert_ne!(fresh, forged, "the forged id must not be adopted");
     assert_eq!(get_all(&app, Some(&forged)).await, serde_json::json!({}));
-    assert_eq!(get_all(&app, Some(&fresh)).await, serde_json::json!({"k": 1}));
-    for junk in ["id=", "id=%%%", "id=short", "id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-        assert_eq!(get_all(&app, Some(junk)).await, serde_json::json!({}), "{junk}");
+    assert_eq!(
+        get_all(&app, Some(&fresh)).await,
+        serde_json::json!({"k": 1})
+    );
+    for junk in [
+        "id=",
+        "id=%%%",
+        "id=short",
+        "id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert_eq!(
+            get_all(&app, Some(junk)).await,
+            serde_json::json!({}),
+            "{junk}"
+        );
     }
 }
 
@@ -114,7 +149,10 @@ async fn cycle_keeps_attributes_and_kills_the_old_id() {
     assert_eq!(c.status, StatusCode::NO_CONTENT);
     let new = c.cookie().expect("new cookie");
     assert_ne!(new, old);
-    assert_eq!(get_all(&app, Some(&new)).await, serde_json::json!({"user": "ada"}));
+    assert_eq!(
+        get_all(&app, Some(&new)).await,
+        serde_json::json!({"user": "ada"})
+    );
     assert_eq!(get_all(&app, Some(&old)).await, serde_json::json!({}));
     // A write with the old id starts a new session rather than reviving it.
     let w = put(&app, Some(&old), "x", "1").await;
@@ -128,7 +166,10 @@ async fn invalidate_kills_the_session_and_sends_a_removal_cookie() {
     let a = send(&app, Method::POST, "/session/invalidate", Some(&cookie), "").await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     let removal = a.set_cookie("id").unwrap();
-    assert!(removal.contains("Max-Age=0") && removal.contains("Path=/"), "{removal}");
+    assert!(
+        removal.contains("Max-Age=0") && removal.contains("Path=/"),
+        "{removal}"
+    );
     assert_eq!(get_all(&app, Some(&cookie)).await, serde_json::json!({}));
     assert_eq!(node.sweep().await.unwrap().tombstoned, 1);
 }
@@ -146,14 +187,24 @@ async fn bad_json_is_400_oversized_is_413_and_the_node_keeps_serving() {
     let chunk = format!("\"{}\"", "y".repeat(300_000));
     let mut statuses = Vec::new();
     for i in 0..5 {
-        statuses.push(put(&app, Some(&cookie), &format!("c{i}"), &chunk).await.status);
+        statuses.push(
+            put(&app, Some(&cookie), &format!("c{i}"), &chunk)
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses[..3], [StatusCode::NO_CONTENT; 3]);
     assert_eq!(statuses[3..], [StatusCode::PAYLOAD_TOO_LARGE; 2]);
     let all = get_all(&app, Some(&cookie)).await;
     assert_eq!(all.as_object().unwrap().len(), 4, "a, c0, c1, c2");
-    assert_eq!(put(&app, Some(&cookie), "d", "2").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(send(&app, Method::GET, "/healthz", None, "").await.status, StatusCode::OK);
+    assert_eq!(
+        put(&app, Some(&cookie), "d", "2").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/healthz", None, "").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -162,15 +213,32 @@ async fn incr_and_delete() {
     let cookie = put(&app, None, "name", "\"x\"").await.cookie().unwrap();
     let a = send(&app, Method::POST, "/session/n/incr", Some(&cookie), "").await;
     assert_eq!((a.status, a.json()), (StatusCode::OK, serde_json::json!(1)));
-    let a = send(&app, Method::POST, "/session/n/incr", Some(&cookie), r#"{"by": 41}"#).await;
+    let a = send(
+        &app,
+        Method::POST,
+        "/session/n/incr",
+        Some(&cookie),
+        r#"{"by": 41}"#,
+    )
+    .await;
     assert_eq!(a.json(), serde_json::json!(42));
-    let bad = send(&app, Method::POST, "/session/n/incr", Some(&cookie), r#"{"by": "x"}"#).await;
+    let bad = send(
+        &app,
+        Method::POST,
+        "/session/n/incr",
+        Some(&cookie),
+        r#"{"by": "x"}"#,
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let not_counter = send(&app, Method::POST, "/session/name/incr", Some(&cookie), "").await;
     assert_eq!(not_counter.status, StatusCode::BAD_REQUEST);
     let d = send(&app, Method::DELETE, "/session/name", Some(&cookie), "").await;
     assert_eq!(d.status, StatusCode::NO_CONTENT);
-    assert_eq!(get_all(&app, Some(&cookie)).await, serde_json::json!({"n": 42}));
+    assert_eq!(
+        get_all(&app, Some(&cookie)).await,
+        serde_json::json!({"n": 42})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,7 +250,10 @@ async fn concurrent_requests_on_one_session_keep_every_write() {
         let (app, cookie) = (app.clone(), cookie.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("k{i}");
-            assert_eq!(put(&app, Some(&cookie), &key, &i.to_string()).await.status, StatusCode::NO_CONTENT);
+            assert_eq!(
+                put(&app, Some(&cookie), &key, &i.to_string()).await.status,
+                StatusCode::NO_CONTENT
+            );
             let a = send(&app, Method::POST, "/session/hits/incr", Some(&cookie), "").await;
             assert_eq!(a.status, StatusCode::OK);
         }));
@@ -204,10 +275,21 @@ async fn signed_cookies_reject_tampering() {
     let key = Key::generate();
     let layer = SessionLayer::new(node).with_signed(key);
     let app = Router::new()
-        .route("/in", get(|s: Session| async move { s.insert("k", 7).await.map_err(|e| e.to_string()) }))
-        .route("/get", get(|s: Session| async move { format!("{:?}", s.get::<i64>("k").await.ok().flatten()) }))
+        .route(
+            "/in",
+            get(|s: Session| async move { s.insert("k", 7).await.map_err(|e| e.to_string()) }),
+        )
+        .route(
+            "/get",
+            get(
+                |s: Session| async move { format!("{:?}", s.get::<i64>("k").await.ok().flatten()) },
+            ),
+        )
         .layer(layer);
-    let cookie = send(&app, Method::GET, "/in", None, "").await.cookie().unwrap();
+    let cookie = send(&app, Method::GET, "/in", None, "")
+        .await
+        .cookie()
+        .unwrap();
     let ok = send(&app, Method::GET, "/get", Some(&cookie), "").await;
     assert_eq!(ok.body, "Some(7)");
     // Flip one character of the signature.
@@ -220,7 +302,10 @@ async fn signed_cookies_reject_tampering() {
     // An unsigned id is not accepted either.
     let id = cookie.rsplit_once('=').map(|(_, v)| v).unwrap_or_default();
     let bare = format!("id={}", &id[id.len() - 22..]);
-    assert_eq!(send(&app, Method::GET, "/get", Some(&bare), "").await.body, "None");
+    assert_eq!(
+        send(&app, Method::GET, "/get", Some(&bare), "").await.body,
+        "None"
+    );
 }
 
 #[tokio::test]
@@ -238,5 +323,8 @@ async fn session_id_is_known_before_the_first_save() {
         )
         .layer(SessionLayer::new(node));
     let a = send(&app, Method::GET, "/", None, "").await;
-    assert_eq!(a.cookie().unwrap(), format!("id={}", String::from_utf8_lossy(&a.body)));
+    assert_eq!(
+        a.cookie().unwrap(),
+        format!("id={}", String::from_utf8_lossy(&a.body))
+    );
 }

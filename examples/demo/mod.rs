@@ -52,7 +52,11 @@ async fn read_all(session: Session) -> Result<Json<Value>, Failure> {
     Ok(Json(Value::Object(entries.into_iter().collect())))
 }
 
-async fn insert(session: Session, Path(key): Path<String>, body: Bytes) -> Result<StatusCode, Failure> {
+async fn insert(
+    session: Session,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, Failure> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
     session.insert(&key, value).await?;
@@ -66,15 +70,22 @@ async fn remove(session: Session, Path(key): Path<String>) -> Result<StatusCode,
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn incr(session: Session, Path(key): Path<String>, body: Bytes) -> Result<Json<Value>, Failure> {
+async fn incr(
+    session: Session,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Failure> {
     let by = if body.iter().all(u8::is_ascii_whitespace) {
         1
     } else {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
-        v.get("by")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| Failure(StatusCode::BAD_REQUEST, "expected {\"by\": <integer>}".into()))?
+        v.get("by").and_then(Value::as_i64).ok_or_else(|| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                "expected {\"by\": <integer>}".into(),
+            )
+        })?
     };
     session.increment(&key, by).await?;
     // Commit now so the answer is the merged total across concurrent requests.

@@ -66,8 +66,16 @@ impl SessionDoc {
     /// and absolute deadline (0 = none). The writes are pending until
     /// [`commit`](Self::commit).
     #[must_use]
-    pub fn new(actor: ActorId, node: NodeId, now: Millis, max_idle_ms: u64, absolute_ms: u64) -> Self {
-        let mut doc = Self { doc: AutoCommit::new().with_actor(actor) };
+    pub fn new(
+        actor: ActorId,
+        node: NodeId,
+        now: Millis,
+        max_idle_ms: u64,
+        absolute_ms: u64,
+    ) -> Self {
+        let mut doc = Self {
+            doc: AutoCommit::new().with_actor(actor),
+        };
         // Writes to a fresh document on the root map cannot fail.
         let _ = doc.put(CREATED, ScalarValue::Timestamp(to_i64(now)));
         let _ = doc.put(&touch_key(node), ScalarValue::Timestamp(to_i64(now)));
@@ -78,7 +86,9 @@ impl SessionDoc {
     /// An empty replica: no session yet, filled by merging or loading.
     #[must_use]
     pub fn empty(actor: ActorId) -> Self {
-        Self { doc: AutoCommit::new().with_actor(actor) }
+        Self {
+            doc: AutoCommit::new().with_actor(actor),
+        }
     }
 
     /// Loads a document from `save()` output, optionally followed by change
@@ -88,7 +98,9 @@ impl SessionDoc {
     ///
     /// [`Error::Automerge`] when the bytes are not an automerge document.
     pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, Error> {
-        Ok(Self { doc: AutoCommit::load(bytes)?.with_actor(actor) })
+        Ok(Self {
+            doc: AutoCommit::load(bytes)?.with_actor(actor),
+        })
     }
 
     /// Applies a recorded operation (pending until [`commit`](Self::commit)).
@@ -103,9 +115,11 @@ impl SessionDoc {
             Op::Remove { key } => self.remove(key),
             Op::Increment { key, by } => self.increment(key, *by, node).map(|_| ()),
             Op::Clear => self.clear(),
-            Op::SetExpiry { mode, max_idle_ms, absolute_ms } => {
-                self.set_expiry(*mode, *max_idle_ms, *absolute_ms)
-            }
+            Op::SetExpiry {
+                mode,
+                max_idle_ms,
+                absolute_ms,
+            } => self.set_expiry(*mode, *max_idle_ms, *absolute_ms),
             Op::Invalidate => self.invalidate(),
         }
     }
@@ -150,18 +164,25 @@ impl SessionDoc {
     pub fn increment(&mut self, key: &str, by: i64, node: NodeId) -> Result<i64, Error> {
         let mut base = 0i64;
         if let Some(value) = self.data_value(key)? {
-            base = value.as_i64().ok_or_else(|| Error::NotACounter { key: key.to_owned() })?;
+            base = value.as_i64().ok_or_else(|| Error::NotACounter {
+                key: key.to_owned(),
+            })?;
             self.delete(&data_key(key))?;
         }
         let total = self.counter_total(key)?.unwrap_or(0);
-        let amount = base.checked_add(by).ok_or_else(|| Error::Overflow { key: key.to_owned() })?;
-        let new = total.checked_add(amount).ok_or_else(|| Error::Overflow { key: key.to_owned() })?;
+        let amount = base.checked_add(by).ok_or_else(|| Error::Overflow {
+            key: key.to_owned(),
+        })?;
+        let new = total.checked_add(amount).ok_or_else(|| Error::Overflow {
+            key: key.to_owned(),
+        })?;
         let slot = count_key(key, node);
         if matches!(self.doc.get(ROOT, slot.as_str())?, Some((Value::Scalar(s), _)) if s.is_counter())
         {
             self.doc.increment(ROOT, slot.as_str(), amount)?;
         } else {
-            self.doc.put(ROOT, slot.as_str(), ScalarValue::counter(amount))?;
+            self.doc
+                .put(ROOT, slot.as_str(), ScalarValue::counter(amount))?;
         }
         Ok(new)
     }
@@ -208,7 +229,12 @@ impl SessionDoc {
     /// # Errors
     ///
     /// [`Error::Automerge`] if automerge refuses the write.
-    pub fn set_expiry(&mut self, mode: ExpiryMode, max_idle_ms: u64, absolute_ms: u64) -> Result<(), Error> {
+    pub fn set_expiry(
+        &mut self,
+        mode: ExpiryMode,
+        max_idle_ms: u64,
+        absolute_ms: u64,
+    ) -> Result<(), Error> {
         self.put(EXPIRY, ScalarValue::Str(mode.as_str().into()))?;
         self.put(MAX_IDLE, ScalarValue::Int(to_i64(max_idle_ms)))?;
         self.put(ABSOLUTE, ScalarValue::Timestamp(to_i64(absolute_ms)))
@@ -237,8 +263,10 @@ impl SessionDoc {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         self.get_json(key)?
             .map(|v| {
-                serde_json::from_value(v)
-                    .map_err(|source| Error::Deserialize { key: key.to_owned(), source })
+                serde_json::from_value(v).map_err(|source| Error::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                })
             })
             .transpose()
     }
@@ -266,7 +294,9 @@ impl SessionDoc {
         let dk = data_key(key);
         let mut all = self.doc.get_all(ROOT, dk.as_str())?;
         all.reverse(); // automerge lists the winner last
-        all.into_iter().map(|(v, _)| scalar_to_json(key, &v)).collect()
+        all.into_iter()
+            .map(|(v, _)| scalar_to_json(key, &v))
+            .collect()
     }
 
     /// Every attribute with its value.
@@ -340,7 +370,9 @@ impl SessionDoc {
     #[must_use]
     pub fn is_invalidated(&self) -> bool {
         self.doc.get_all(ROOT, INVALIDATED).is_ok_and(|all| {
-            all.iter().any(|(v, _)| matches!(v, Value::Scalar(s) if s.as_ref() == &ScalarValue::Boolean(true)))
+            all.iter().any(
+                |(v, _)| matches!(v, Value::Scalar(s) if s.as_ref() == &ScalarValue::Boolean(true)),
+            )
         })
     }
 
@@ -364,7 +396,11 @@ impl SessionDoc {
         let last = self.last_access()?;
         let idle = self.int(MAX_IDLE).unwrap_or(0);
         let absolute = self.time(ABSOLUTE).ok().flatten().unwrap_or(0);
-        let by_idle = if idle == 0 { Millis::MAX } else { last.saturating_add(idle) };
+        let by_idle = if idle == 0 {
+            Millis::MAX
+        } else {
+            last.saturating_add(idle)
+        };
         let by_absolute = if absolute == 0 { Millis::MAX } else { absolute };
         Some(by_idle.min(by_absolute))
     }
@@ -442,7 +478,9 @@ impl SessionDoc {
     /// An independent copy that writes as `actor`.
     #[must_use]
     pub fn fork_as(&mut self, actor: ActorId) -> Self {
-        Self { doc: self.doc.fork().with_actor(actor) }
+        Self {
+            doc: self.doc.fork().with_actor(actor),
+        }
     }
 
     /// Copies every attribute of `other` (counters stay counters, credited
@@ -484,7 +522,11 @@ impl SessionDoc {
 
     fn delete_counters(&mut self, key: &str) -> Result<(), Error> {
         let prefix = format!("{COUNT}{key}/");
-        let slots: Vec<String> = self.doc.keys(ROOT).filter(|k| is_slot_of(k, &prefix)).collect();
+        let slots: Vec<String> = self
+            .doc
+            .keys(ROOT)
+            .filter(|k| is_slot_of(k, &prefix))
+            .collect();
         for s in slots {
             self.doc.delete(ROOT, s.as_str())?;
         }
@@ -499,7 +541,11 @@ impl SessionDoc {
                 let n = match s.as_ref() {
                     ScalarValue::Counter(c) => i64::from(c),
                     ScalarValue::Int(i) => *i,
-                    _ => return Err(Error::Corrupt { key: key.to_owned() }),
+                    _ => {
+                        return Err(Error::Corrupt {
+                            key: key.to_owned(),
+                        })
+                    }
                 };
                 total = Some(total.unwrap_or(0).saturating_add(n));
             }
@@ -517,7 +563,9 @@ impl SessionDoc {
     fn time(&self, key: &str) -> Result<Option<Millis>, Error> {
         Ok(match self.doc.get(ROOT, key)? {
             Some((Value::Scalar(s), _)) => match s.as_ref() {
-                ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(u64::try_from(*t).unwrap_or(0)),
+                ScalarValue::Timestamp(t) | ScalarValue::Int(t) => {
+                    Some(u64::try_from(*t).unwrap_or(0))
+                }
                 _ => None,
             },
             _ => None,
@@ -532,12 +580,17 @@ impl SessionDoc {
 fn is_slot_of(k: &str, prefix: &str) -> bool {
     // `count/<key>/<32 hex>`: the node part has no '/', so a key that is a
     // prefix of another ("a" vs "a/b") never picks up the other's slots.
-    k.strip_prefix(prefix).is_some_and(|node| !node.contains('/'))
+    k.strip_prefix(prefix)
+        .is_some_and(|node| !node.contains('/'))
 }
 
 fn scalar_to_json(key: &str, value: &Value<'_>) -> Result<serde_json::Value, Error> {
-    let corrupt = || Error::Corrupt { key: key.to_owned() };
-    let Value::Scalar(s) = value else { return Err(corrupt()) };
+    let corrupt = || Error::Corrupt {
+        key: key.to_owned(),
+    };
+    let Value::Scalar(s) = value else {
+        return Err(corrupt());
+    };
     Ok(match s.as_ref() {
         ScalarValue::Str(text) => serde_json::from_str(text).map_err(|_| corrupt())?,
         ScalarValue::Int(i) => (*i).into(),

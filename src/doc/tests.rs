@@ -37,7 +37,10 @@ fn different_keys_merge() {
     b.commit();
     merged(&mut a, &mut b);
     for d in [&a, &b] {
-        assert_eq!(d.get::<Vec<String>>("cart").unwrap(), Some(vec!["apple".to_owned()]));
+        assert_eq!(
+            d.get::<Vec<String>>("cart").unwrap(),
+            Some(vec!["apple".to_owned()])
+        );
         assert_eq!(d.get::<String>("user").unwrap(), Some("ada".to_owned()));
     }
 }
@@ -59,7 +62,10 @@ fn same_key_has_one_deterministic_winner_and_conflicts_are_readable() {
     a.insert("theme", &"blue").unwrap();
     a.commit();
     merged(&mut a, &mut b);
-    assert_eq!(b.conflicts("theme").unwrap(), vec![serde_json::json!("blue")]);
+    assert_eq!(
+        b.conflicts("theme").unwrap(),
+        vec![serde_json::json!("blue")]
+    );
 }
 
 #[test]
@@ -87,9 +93,15 @@ fn increment_folds_an_integer_and_refuses_other_values() {
     a.insert("n", &40).unwrap();
     assert_eq!(a.increment("n", 2, na).unwrap(), 42);
     a.insert("name", &"x").unwrap();
-    assert!(matches!(a.increment("name", 1, na), Err(Error::NotACounter { .. })));
+    assert!(matches!(
+        a.increment("name", 1, na),
+        Err(Error::NotACounter { .. })
+    ));
     a.insert("big", &i64::MAX).unwrap();
-    assert!(matches!(a.increment("big", 1, na), Err(Error::Overflow { .. })));
+    assert!(matches!(
+        a.increment("big", 1, na),
+        Err(Error::Overflow { .. })
+    ));
 }
 
 #[test]

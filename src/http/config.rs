@@ -85,12 +85,21 @@ impl CookieConfig {
     }
 
     /// Sends the cookie for `id`.
-    pub(crate) fn write(&self, cookies: &Cookies, id: SessionId, mode: ExpiryMode, max_idle_ms: u64, absolute_ms: u64) {
+    pub(crate) fn write(
+        &self,
+        cookies: &Cookies,
+        id: SessionId,
+        mode: ExpiryMode,
+        max_idle_ms: u64,
+        absolute_ms: u64,
+    ) {
         let mut cookie = self.build(id.to_string());
         match mode {
             ExpiryMode::SessionEnd => {}
             ExpiryMode::Inactivity => {
-                cookie.set_max_age(Duration::milliseconds(i64::try_from(max_idle_ms).unwrap_or(i64::MAX)));
+                cookie.set_max_age(Duration::milliseconds(
+                    i64::try_from(max_idle_ms).unwrap_or(i64::MAX),
+                ));
             }
             ExpiryMode::AtDateTime => {
                 let at = i128::from(absolute_ms) * 1_000_000;

@@ -49,7 +49,10 @@ impl SessionLayer {
     /// Sessions of `node`, with the default cookie configuration.
     #[must_use]
     pub fn new(node: Node) -> Self {
-        Self { node, config: Arc::new(CookieConfig::default()) }
+        Self {
+            node,
+            config: Arc::new(CookieConfig::default()),
+        }
     }
 
     fn edit(mut self, f: impl FnOnce(&mut CookieConfig)) -> Self {
@@ -121,7 +124,11 @@ impl<S> Layer<S> for SessionLayer {
     type Service = CookieManager<SessionService<S>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CookieManager::new(SessionService { inner, node: self.node.clone(), config: Arc::clone(&self.config) })
+        CookieManager::new(SessionService {
+            inner,
+            node: self.node.clone(),
+            config: Arc::clone(&self.config),
+        })
     }
 }
 

@@ -71,11 +71,21 @@ struct State {
 
 impl Session {
     pub(crate) fn new(node: Node, cookie_id: Option<SessionId>, expiry: Option<Expiry>) -> Self {
-        Self { inner: Arc::new(Inner { node, cookie_id, expiry, state: Mutex::new(State::default()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                node,
+                cookie_id,
+                expiry,
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The session's id, once there is one: a loaded session's id, or the id
@@ -100,7 +110,9 @@ impl Session {
                 st.id = Some(id);
                 adopt(&mut st, view);
                 // A sliding cookie is refreshed whenever the session is used.
-                st.set_cookie |= st.expiry.is_some_and(|(m, _, _)| m == ExpiryMode::Inactivity);
+                st.set_cookie |= st
+                    .expiry
+                    .is_some_and(|(m, _, _)| m == ExpiryMode::Inactivity);
             }
         }
         Ok(())
@@ -118,7 +130,11 @@ impl Session {
         value
             .map(|v| {
                 serde_json::from_value(v).map_err(|source| {
-                    crate::doc::Error::Deserialize { key: key.to_owned(), source }.into()
+                    crate::doc::Error::Deserialize {
+                        key: key.to_owned(),
+                        source,
+                    }
+                    .into()
                 })
             })
             .transpose()
@@ -152,7 +168,10 @@ impl Session {
             return Err(Error::TooLarge { size, limit });
         }
         self.begin_write(&mut st);
-        st.pending.push(Op::Insert { key: key.to_owned(), json });
+        st.pending.push(Op::Insert {
+            key: key.to_owned(),
+            json,
+        });
         st.view.insert(key.to_owned(), value);
         Ok(())
     }
@@ -168,7 +187,11 @@ impl Session {
             .await?
             .map(|v| {
                 serde_json::from_value(v).map_err(|source| {
-                    crate::doc::Error::Deserialize { key: key.to_owned(), source }.into()
+                    crate::doc::Error::Deserialize {
+                        key: key.to_owned(),
+                        source,
+                    }
+                    .into()
                 })
             })
             .transpose()
@@ -186,7 +209,9 @@ impl Session {
             return Ok(None);
         }
         let old = st.view.remove(key);
-        st.pending.push(Op::Remove { key: key.to_owned() });
+        st.pending.push(Op::Remove {
+            key: key.to_owned(),
+        });
         Ok(old)
     }
 
@@ -203,13 +228,20 @@ impl Session {
         let mut st = self.state();
         let current = match st.view.get(key) {
             None => 0,
-            Some(v) => v.as_i64().ok_or_else(|| crate::doc::Error::NotACounter { key: key.to_owned() })?,
+            Some(v) => v.as_i64().ok_or_else(|| crate::doc::Error::NotACounter {
+                key: key.to_owned(),
+            })?,
         };
         let new = current
             .checked_add(by)
-            .ok_or_else(|| crate::doc::Error::Overflow { key: key.to_owned() })?;
+            .ok_or_else(|| crate::doc::Error::Overflow {
+                key: key.to_owned(),
+            })?;
         self.begin_write(&mut st);
-        st.pending.push(Op::Increment { key: key.to_owned(), by });
+        st.pending.push(Op::Increment {
+            key: key.to_owned(),
+            by,
+        });
         st.view.insert(key.to_owned(), new.into());
         Ok(new)
     }
@@ -247,7 +279,11 @@ impl Session {
             self.inner.node.commit(&id, &[Op::Invalidate]).await?;
         }
         let mut st = self.state();
-        *st = State { loaded: true, remove_cookie: true, ..State::default() };
+        *st = State {
+            loaded: true,
+            remove_cookie: true,
+            ..State::default()
+        };
         Ok(())
     }
 
@@ -278,7 +314,12 @@ impl Session {
         let mut st = self.state();
         self.begin_write(&mut st);
         let op = self.expiry_op(expiry, &st);
-        if let Op::SetExpiry { mode, max_idle_ms, absolute_ms } = op {
+        if let Op::SetExpiry {
+            mode,
+            max_idle_ms,
+            absolute_ms,
+        } = op
+        {
             st.expiry = Some((mode, max_idle_ms, absolute_ms));
         }
         st.pending.push(op);
@@ -306,7 +347,10 @@ impl Session {
             (Some(id), true, _) => self.create(id, &ops).await.map(|(id, v)| Some((id, v))),
             (Some(_), false, None) if ops.is_empty() => return Ok(()),
             (Some(id), false, None) => node.commit(&id, &ops).await.map(|v| v.map(|v| (id, v))),
-            (Some(old), false, Some(new)) => node.rotate(&old, &new, &ops).await.map(|v| v.map(|v| (new, v))),
+            (Some(old), false, Some(new)) => node
+                .rotate(&old, &new, &ops)
+                .await
+                .map(|v| v.map(|v| (new, v))),
         };
         let mut st = self.state();
         match result {
@@ -319,13 +363,20 @@ impl Session {
             }
             Ok(None) => {
                 // Invalidated (or expired) meanwhile: invalidation wins.
-                *st = State { loaded: true, remove_cookie: true, ..State::default() };
+                *st = State {
+                    loaded: true,
+                    remove_cookie: true,
+                    ..State::default()
+                };
                 Ok(())
             }
             Err(e) => {
                 if st.is_new {
                     // Nothing was created.
-                    *st = State { loaded: true, ..State::default() };
+                    *st = State {
+                        loaded: true,
+                        ..State::default()
+                    };
                 } else {
                     // The view held the failed writes: read it again on next use.
                     st.loaded = false;
@@ -335,7 +386,11 @@ impl Session {
         }
     }
 
-    async fn create(&self, mut id: SessionId, ops: &[Op]) -> Result<(SessionId, SessionView), Error> {
+    async fn create(
+        &self,
+        mut id: SessionId,
+        ops: &[Op],
+    ) -> Result<(SessionId, SessionView), Error> {
         let mut attempts = 0;
         loop {
             match self.inner.node.create(&id, ops).await {
@@ -349,7 +404,11 @@ impl Session {
     }
 
     /// Called by the middleware after the handler: commit, then cookies.
-    pub(crate) async fn finish(&self, cookies: &Cookies, config: &CookieConfig) -> Result<(), Error> {
+    pub(crate) async fn finish(
+        &self,
+        cookies: &Cookies,
+        config: &CookieConfig,
+    ) -> Result<(), Error> {
         let needs_save = {
             let st = self.state();
             !st.pending.is_empty() || st.rotate_to.is_some() || st.is_new
@@ -359,7 +418,9 @@ impl Session {
         }
         let st = self.state();
         match (st.id, st.set_cookie, st.expiry) {
-            (Some(id), true, Some((mode, idle, absolute))) => config.write(cookies, id, mode, idle, absolute),
+            (Some(id), true, Some((mode, idle, absolute))) => {
+                config.write(cookies, id, mode, idle, absolute);
+            }
             (None, _, _) if st.remove_cookie => config.remove(cookies),
             _ => {}
         }
@@ -389,7 +450,11 @@ impl Session {
             }
         });
         match expiry {
-            Expiry::OnSessionEnd => Op::SetExpiry { mode: ExpiryMode::SessionEnd, max_idle_ms: idle_default, absolute_ms: absolute_now },
+            Expiry::OnSessionEnd => Op::SetExpiry {
+                mode: ExpiryMode::SessionEnd,
+                max_idle_ms: idle_default,
+                absolute_ms: absolute_now,
+            },
             Expiry::OnInactivity(d) => Op::SetExpiry {
                 mode: ExpiryMode::Inactivity,
                 max_idle_ms: u64::try_from(d.whole_milliseconds()).unwrap_or(0).max(1),
@@ -398,7 +463,9 @@ impl Session {
             Expiry::AtDateTime(t) => Op::SetExpiry {
                 mode: ExpiryMode::AtDateTime,
                 max_idle_ms: 0,
-                absolute_ms: u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0).max(1),
+                absolute_ms: u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                    .unwrap_or(0)
+                    .max(1),
             },
         }
     }
@@ -427,10 +494,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = (StatusCode, &'static str);
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Session>()
-            .cloned()
-            .ok_or((StatusCode::INTERNAL_SERVER_ERROR, "SessionLayer is not installed on this route"))
+        parts.extensions.get::<Session>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SessionLayer is not installed on this route",
+        ))
+    }
+}
+
+/// Lets handlers return `Result<_, sessionmesh::Error>`: `413` for a session
+/// over its size limit, `500` for everything else. The body names only the
+/// status; details go to the log, not to the client.
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        let status = match &self {
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::warn!(error = %self, %status, "session error answered");
+        (status, status.canonical_reason().unwrap_or_default()).into_response()
     }
 }

@@ -166,7 +166,12 @@ impl Node {
     /// # Errors
     ///
     /// As [`create`](Self::create) and [`commit`](Self::commit).
-    pub async fn rotate(&self, old: &SessionId, new: &SessionId, ops: &[Op]) -> Result<Option<SessionView>, Error> {
+    pub async fn rotate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        ops: &[Op],
+    ) -> Result<Option<SessionView>, Error> {
         self.run(|inner| inner.rotate(old.doc_key(), new.doc_key(), ops))
     }
 
@@ -190,7 +195,12 @@ impl Node {
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.shutdown.send_replace(true);
-        let handle = self.inner.sweeper.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self
+            .inner
+            .sweeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(h) = handle {
             let _ = h.await;
         }
@@ -215,4 +225,3 @@ impl Node {
         }
     }
 }
-

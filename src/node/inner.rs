@@ -38,7 +38,11 @@ impl Inner {
     }
 
     /// Locks `key`'s slot, reading the document from disk on first use.
-    fn with_slot<R>(&self, key: DocKey, f: impl FnOnce(&Self, &mut SlotState) -> Result<R, Error>) -> Result<R, Error> {
+    fn with_slot<R>(
+        &self,
+        key: DocKey,
+        f: impl FnOnce(&Self, &mut SlotState) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let slot = self.cache.slot(key);
         let mut state = slot.lock();
         if matches!(*state, SlotState::Unloaded) {
@@ -47,9 +51,11 @@ impl Inner {
         let result = f(self, &mut state);
         // In memory a document takes a few times its compressed size.
         let charge = match &*state {
-            SlotState::Doc { record: Some(r), .. } => {
-                usize::try_from(r.bytes).unwrap_or(usize::MAX).saturating_mul(4)
-            }
+            SlotState::Doc {
+                record: Some(r), ..
+            } => usize::try_from(r.bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(4),
             _ => 0,
         };
         drop(state);
@@ -64,7 +70,10 @@ impl Inner {
             Stored::Doc { bytes, record } => {
                 let doc = SessionDoc::load(&bytes, self.actor.clone())
                     .map_err(crate::store::Error::from)?;
-                SlotState::Doc { doc, record: Some(record) }
+                SlotState::Doc {
+                    doc,
+                    record: Some(record),
+                }
             }
         })
     }
@@ -72,12 +81,17 @@ impl Inner {
     pub(super) fn load(&self, key: DocKey) -> Result<Option<SessionView>, Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else { return Ok(None) };
+            let SlotState::Doc { doc, .. } = state else {
+                return Ok(None);
+            };
             if doc.status(now) != Status::Live {
                 return Ok(None);
             }
             let interval = inner.touch_interval(doc);
-            if doc.last_access().is_some_and(|t| now.saturating_sub(t) >= interval) {
+            if doc
+                .last_access()
+                .is_some_and(|t| now.saturating_sub(t) >= interval)
+            {
                 let heads = doc.heads();
                 doc.touch(inner.node_id, now)?;
                 inner.commit_slot(key, state, &heads, now, false)?;
@@ -89,7 +103,12 @@ impl Inner {
         })
     }
 
-    pub(super) fn create(&self, key: DocKey, ops: &[Op], from: Option<&SessionDoc>) -> Result<SessionView, Error> {
+    pub(super) fn create(
+        &self,
+        key: DocKey,
+        ops: &[Op],
+        from: Option<&SessionDoc>,
+    ) -> Result<SessionView, Error> {
         self.with_slot(key, |inner, state| {
             if !matches!(state, SlotState::Missing) {
                 return Err(Error::IdCollision);
@@ -99,9 +118,19 @@ impl Inner {
                 0 => 0,
                 t => now.saturating_add(t),
             };
-            let mut doc = SessionDoc::new(inner.actor.clone(), inner.node_id, now, ms(inner.config.max_idle), absolute);
+            let mut doc = SessionDoc::new(
+                inner.actor.clone(),
+                inner.node_id,
+                now,
+                ms(inner.config.max_idle),
+                absolute,
+            );
             if let Some(old) = from {
-                doc.set_expiry(old.expiry_mode(), old.max_idle_ms(), old.absolute_expiry_ms())?;
+                doc.set_expiry(
+                    old.expiry_mode(),
+                    old.max_idle_ms(),
+                    old.absolute_expiry_ms(),
+                )?;
                 doc.copy_attributes_from(old, inner.node_id)?;
             }
             apply_all(&mut doc, ops, inner)?;
@@ -116,7 +145,9 @@ impl Inner {
     pub(super) fn commit(&self, key: DocKey, ops: &[Op]) -> Result<Option<SessionView>, Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else { return Ok(None) };
+            let SlotState::Doc { doc, .. } = state else {
+                return Ok(None);
+            };
             if doc.status(now) != Status::Live {
                 return Ok(None);
             }
@@ -128,10 +159,17 @@ impl Inner {
         })
     }
 
-    pub(super) fn rotate(&self, old: DocKey, new: DocKey, ops: &[Op]) -> Result<Option<SessionView>, Error> {
+    pub(super) fn rotate(
+        &self,
+        old: DocKey,
+        new: DocKey,
+        ops: &[Op],
+    ) -> Result<Option<SessionView>, Error> {
         self.with_slot(old, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else { return Ok(None) };
+            let SlotState::Doc { doc, .. } = state else {
+                return Ok(None);
+            };
             if doc.status(now) != Status::Live {
                 return Ok(None);
             }
@@ -147,13 +185,25 @@ impl Inner {
 
     /// Commits the pending operations of the document in `state` and
     /// persists the change.
-    fn commit_slot(&self, key: DocKey, state: &mut SlotState, heads: &[ChangeHash], now: Millis, check_size: bool) -> Result<(), Error> {
-        let SlotState::Doc { doc, record } = state else { return Ok(()) };
+    fn commit_slot(
+        &self,
+        key: DocKey,
+        state: &mut SlotState,
+        heads: &[ChangeHash],
+        now: Millis,
+        check_size: bool,
+    ) -> Result<(), Error> {
+        let SlotState::Doc { doc, record } = state else {
+            return Ok(());
+        };
         if check_size {
             let size = doc.state_size();
             if size > self.config.max_session_bytes {
                 doc.rollback();
-                return Err(Error::TooLarge { size, limit: self.config.max_session_bytes });
+                return Err(Error::TooLarge {
+                    size,
+                    limit: self.config.max_session_bytes,
+                });
             }
         }
         if doc.commit().is_none() {
@@ -167,7 +217,14 @@ impl Inner {
         Ok(())
     }
 
-    fn persist(&self, key: DocKey, doc: &mut SessionDoc, record: &mut Option<Record>, heads: &[ChangeHash], now: Millis) -> Result<(), Error> {
+    fn persist(
+        &self,
+        key: DocKey,
+        doc: &mut SessionDoc,
+        record: &mut Option<Record>,
+        heads: &[ChangeHash],
+        now: Millis,
+    ) -> Result<(), Error> {
         let chunk = doc.save_after(heads);
         let deadline = match doc.status(now) {
             Status::Live => doc.deadline().unwrap_or(now),
@@ -220,7 +277,11 @@ impl Inner {
     fn expire(&self, key: DocKey, at: Millis, now: Millis) -> Result<bool, Error> {
         self.with_slot(key, |inner, state| {
             let SlotState::Doc { doc, record } = state else {
-                inner.db.drop_due(crate::store::Due { at, kind: DueKind::Expire, key })?;
+                inner.db.drop_due(crate::store::Due {
+                    at,
+                    kind: DueKind::Expire,
+                    key,
+                })?;
                 return Ok(false);
             };
             let Some(rec) = *record else { return Ok(false) };

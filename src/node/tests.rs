@@ -9,7 +9,10 @@ use crate::{Clock, Config, Error, ManualClock, SessionId};
 const MIN: Duration = Duration::from_secs(60);
 
 fn insert(key: &str, json: &str) -> Op {
-    Op::Insert { key: key.into(), json: json.into() }
+    Op::Insert {
+        key: key.into(),
+        json: json.into(),
+    }
 }
 
 async fn open(dir: &std::path::Path, clock: &ManualClock) -> Node {
@@ -28,9 +31,17 @@ async fn sessions_survive_reopen_including_compaction() {
     let id = SessionId::random();
     {
         let node = open(dir.path(), &clock).await;
-        node.create(&id, &[insert("user", "\"ada\"")]).await.unwrap();
+        node.create(&id, &[insert("user", "\"ada\"")])
+            .await
+            .unwrap();
         for i in 0..10 {
-            let ops = [insert(&format!("k{i}"), &i.to_string()), Op::Increment { key: "n".into(), by: 2 }];
+            let ops = [
+                insert(&format!("k{i}"), &i.to_string()),
+                Op::Increment {
+                    key: "n".into(),
+                    by: 2,
+                },
+            ];
             node.commit(&id, &ops).await.unwrap().unwrap();
         }
         node.shutdown().await.unwrap();
@@ -43,7 +54,10 @@ async fn sessions_survive_reopen_including_compaction() {
     assert_eq!(view.attributes["k9"], 9);
     assert_eq!(view.attributes["n"], 20);
     // Writing after a restart works: the new process writes as a new actor.
-    node.commit(&id, &[insert("after", "true")]).await.unwrap().unwrap();
+    node.commit(&id, &[insert("after", "true")])
+        .await
+        .unwrap()
+        .unwrap();
     node.shutdown().await.unwrap();
 }
 
@@ -65,7 +79,10 @@ async fn idle_expiry_with_an_injected_clock_and_touch_keeps_active_sessions() {
     let report = node.sweep().await.unwrap();
     assert_eq!(report.tombstoned, 1);
     assert_eq!(node.session_count(), 0);
-    assert!(matches!(node.create(&id, &[]).await, Err(Error::IdCollision)));
+    assert!(matches!(
+        node.create(&id, &[]).await,
+        Err(Error::IdCollision)
+    ));
     node.shutdown().await.unwrap();
 }
 
@@ -91,9 +108,13 @@ async fn absolute_expiry_ends_even_an_active_session() {
 async fn tombstones_are_forgotten_after_the_gc_horizon() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
-    let node = Node::open(Config::new(dir.path()).with_clock(clock.clone()).with_gc_horizon(60 * MIN))
-        .await
-        .unwrap();
+    let node = Node::open(
+        Config::new(dir.path())
+            .with_clock(clock.clone())
+            .with_gc_horizon(60 * MIN),
+    )
+    .await
+    .unwrap();
     let id = SessionId::random();
     node.create(&id, &[]).await.unwrap();
     node.commit(&id, &[Op::Invalidate]).await.unwrap();
@@ -110,11 +131,24 @@ async fn rotation_moves_attributes_and_kills_the_old_id() {
     let clock = ManualClock::new(0);
     let node = open(dir.path(), &clock).await;
     let old = SessionId::random();
-    node.create(&old, &[insert("user", "\"ada\""), Op::Increment { key: "n".into(), by: 3 }])
-        .await
-        .unwrap();
+    node.create(
+        &old,
+        &[
+            insert("user", "\"ada\""),
+            Op::Increment {
+                key: "n".into(),
+                by: 3,
+            },
+        ],
+    )
+    .await
+    .unwrap();
     let new = SessionId::random();
-    let view = node.rotate(&old, &new, &[insert("role", "\"admin\"")]).await.unwrap().unwrap();
+    let view = node
+        .rotate(&old, &new, &[insert("role", "\"admin\"")])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(view.attributes.len(), 3);
     assert_eq!(node.load(&old).await.unwrap(), None);
     assert_eq!(node.commit(&old, &[insert("x", "1")]).await.unwrap(), None);
@@ -122,7 +156,17 @@ async fn rotation_moves_attributes_and_kills_the_old_id() {
     assert_eq!(view.attributes["n"], 3);
     assert_eq!(view.attributes["role"], "admin");
     // Counters stay counters after rotation.
-    let view = node.commit(&new, &[Op::Increment { key: "n".into(), by: 1 }]).await.unwrap().unwrap();
+    let view = node
+        .commit(
+            &new,
+            &[Op::Increment {
+                key: "n".into(),
+                by: 1,
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(view.attributes["n"], 4);
     node.shutdown().await.unwrap();
 }
@@ -130,16 +174,24 @@ async fn rotation_moves_attributes_and_kills_the_old_id() {
 #[tokio::test]
 async fn over_the_size_limit_is_a_typed_error_and_nothing_is_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::open(Config::new(dir.path()).with_max_session_bytes(1_000)).await.unwrap();
+    let node = Node::open(Config::new(dir.path()).with_max_session_bytes(1_000))
+        .await
+        .unwrap();
     let id = SessionId::random();
     node.create(&id, &[insert("small", "1")]).await.unwrap();
     let big = format!("\"{}\"", "x".repeat(2_000));
-    let err = node.commit(&id, &[insert("a", "2"), insert("big", &big)]).await.unwrap_err();
+    let err = node
+        .commit(&id, &[insert("a", "2"), insert("big", &big)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::TooLarge { limit: 1_000, .. }), "{err}");
     let view = node.load(&id).await.unwrap().unwrap();
     assert_eq!(view.attributes.len(), 1, "a partial request must not land");
     // The node keeps serving.
-    node.commit(&id, &[insert("b", "3")]).await.unwrap().unwrap();
+    node.commit(&id, &[insert("b", "3")])
+        .await
+        .unwrap()
+        .unwrap();
     node.shutdown().await.unwrap();
 }
 
@@ -149,9 +201,21 @@ async fn a_bad_operation_applies_nothing() {
     let node = Node::open(Config::new(dir.path())).await.unwrap();
     let id = SessionId::random();
     node.create(&id, &[insert("name", "\"x\"")]).await.unwrap();
-    let ops = [insert("a", "1"), Op::Increment { key: "name".into(), by: 1 }];
+    let ops = [
+        insert("a", "1"),
+        Op::Increment {
+            key: "name".into(),
+            by: 1,
+        },
+    ];
     assert!(matches!(node.commit(&id, &ops).await, Err(Error::Doc(_))));
-    assert!(!node.load(&id).await.unwrap().unwrap().attributes.contains_key("a"));
+    assert!(!node
+        .load(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .attributes
+        .contains_key("a"));
     node.shutdown().await.unwrap();
 }
 
@@ -161,11 +225,21 @@ async fn set_expiry_is_stored() {
     let clock = ManualClock::new(0);
     let node = open(dir.path(), &clock).await;
     let id = SessionId::random();
-    node.create(&id, &[Op::SetExpiry { mode: ExpiryMode::Inactivity, max_idle_ms: 5_000, absolute_ms: 0 }])
-        .await
-        .unwrap();
+    node.create(
+        &id,
+        &[Op::SetExpiry {
+            mode: ExpiryMode::Inactivity,
+            max_idle_ms: 5_000,
+            absolute_ms: 0,
+        }],
+    )
+    .await
+    .unwrap();
     let view = node.load(&id).await.unwrap().unwrap();
-    assert_eq!((view.expiry, view.max_idle_ms, view.absolute_expiry_ms), (ExpiryMode::Inactivity, 5_000, 0));
+    assert_eq!(
+        (view.expiry, view.max_idle_ms, view.absolute_expiry_ms),
+        (ExpiryMode::Inactivity, 5_000, 0)
+    );
     clock.advance(Duration::from_secs(6));
     assert_eq!(node.load(&id).await.unwrap(), None);
     node.shutdown().await.unwrap();
@@ -175,6 +249,9 @@ async fn set_expiry_is_stored() {
 async fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(Config::new(dir.path())).await.unwrap();
-    assert!(matches!(Node::open(Config::new(dir.path())).await, Err(Error::Store(_))));
+    assert!(matches!(
+        Node::open(Config::new(dir.path())).await,
+        Err(Error::Store(_))
+    ));
     node.shutdown().await.unwrap();
 }

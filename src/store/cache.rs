@@ -7,6 +7,9 @@ use crate::doc::SessionDoc;
 use crate::id::DocKey;
 
 /// What an in-memory slot knows about one document.
+// Nearly every slot holds a document, so boxing it would only add a pointer
+// chase on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum SlotState {
     /// Not read from disk yet.
@@ -16,7 +19,10 @@ pub(crate) enum SlotState {
     /// Dead and collected; the key must not come back before the GC horizon.
     Tombstone,
     /// A document; `record` is `None` until its first change is on disk.
-    Doc { doc: SessionDoc, record: Option<Record> },
+    Doc {
+        doc: SessionDoc,
+        record: Option<Record>,
+    },
 }
 
 /// One document's place in memory. Its lock serialises every change to the
@@ -66,7 +72,13 @@ const SLOT_OVERHEAD: usize = 128;
 
 impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Inner { lru: LruCache::unbounded(), used: 0 }), capacity }
+        Self {
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                used: 0,
+            }),
+            capacity,
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -79,8 +91,16 @@ impl Cache {
         if let Some(e) = inner.lru.get(&key) {
             return Arc::clone(&e.slot);
         }
-        let slot = Arc::new(Slot { state: Mutex::new(SlotState::Unloaded) });
-        inner.lru.put(key, Entry { slot: Arc::clone(&slot), charge: SLOT_OVERHEAD });
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Unloaded),
+        });
+        inner.lru.put(
+            key,
+            Entry {
+                slot: Arc::clone(&slot),
+                charge: SLOT_OVERHEAD,
+            },
+        );
         inner.used += SLOT_OVERHEAD;
         self.evict(&mut inner);
         slot
@@ -106,7 +126,11 @@ impl Cache {
     fn evict(&self, inner: &mut Inner) {
         let mut skipped = 0;
         while inner.used > self.capacity && skipped < inner.lru.len() {
-            let Some((key, in_use)) = inner.lru.peek_lru().map(|(k, e)| (*k, Arc::strong_count(&e.slot) > 1)) else {
+            let Some((key, in_use)) = inner
+                .lru
+                .peek_lru()
+                .map(|(k, e)| (*k, Arc::strong_count(&e.slot) > 1))
+            else {
                 break;
             };
             if in_use {

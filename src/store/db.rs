@@ -50,7 +50,10 @@ pub(crate) struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.db.path()).field("durability", &self.durability).finish()
+        f.debug_struct("Db")
+            .field("path", &self.db.path())
+            .field("durability", &self.durability)
+            .finish()
     }
 }
 
@@ -65,11 +68,17 @@ impl Db {
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
-        Ok(Self { db, write_opts, durability })
+        Ok(Self {
+            db,
+            write_opts,
+            durability,
+        })
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily, Error> {
-        self.db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
     }
 
     /// This node's id, created on first open.
@@ -92,9 +101,15 @@ impl Db {
             return Ok(Stored::Missing);
         };
         let record = Record::decode(&meta)?;
-        let mut bytes = self.db.get_cf(self.cf(SNAP)?, key.as_bytes())?.unwrap_or_default();
+        let mut bytes = self
+            .db
+            .get_cf(self.cf(SNAP)?, key.as_bytes())?
+            .unwrap_or_default();
         let start = log_key(key, 0);
-        let iter = self.db.iterator_cf(self.cf(LOG)?, IteratorMode::From(&start, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(LOG)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(key.as_bytes()) {
@@ -103,17 +118,29 @@ impl Db {
             bytes.extend_from_slice(&v);
         }
         if bytes.is_empty() {
-            return Err(Error::Corrupt(format!("session {} has a record but no data", key.short())));
+            return Err(Error::Corrupt(format!(
+                "session {} has a record but no data",
+                key.short()
+            )));
         }
         Ok(Stored::Doc { bytes, record })
     }
 
     /// Appends one change chunk and moves the expiry index, atomically.
-    pub(crate) fn append(&self, key: DocKey, chunk: &[u8], old: Option<Record>, deadline: Millis) -> Result<Record, Error> {
+    pub(crate) fn append(
+        &self,
+        key: DocKey,
+        chunk: &[u8],
+        old: Option<Record>,
+        deadline: Millis,
+    ) -> Result<Record, Error> {
         let mut record = old.unwrap_or_default();
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(LOG)?, log_key(key, record.next_seq), chunk);
-        record.next_seq = record.next_seq.checked_add(1).ok_or_else(|| Error::Corrupt("log seq overflow".into()))?;
+        record.next_seq = record
+            .next_seq
+            .checked_add(1)
+            .ok_or_else(|| Error::Corrupt("log seq overflow".into()))?;
         record.log_count += 1;
         record.bytes += chunk.len() as u64;
         self.move_deadline(&mut wb, key, old.map(|r| r.deadline), deadline)?;
@@ -124,18 +151,32 @@ impl Db {
     }
 
     /// Replaces snapshot and chunks with one new snapshot, atomically.
-    pub(crate) fn compact(&self, key: DocKey, snapshot: &[u8], old: Record) -> Result<Record, Error> {
+    pub(crate) fn compact(
+        &self,
+        key: DocKey,
+        snapshot: &[u8],
+        old: Record,
+    ) -> Result<Record, Error> {
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(SNAP)?, key.as_bytes(), snapshot);
         wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, old.next_seq));
-        let record = Record { log_count: 0, bytes: snapshot.len() as u64, ..old };
+        let record = Record {
+            log_count: 0,
+            bytes: snapshot.len() as u64,
+            ..old
+        };
         wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
         self.db.write_opt(wb, &self.write_opts)?;
         Ok(record)
     }
 
     /// Moves a live document's place in the expiry index.
-    pub(crate) fn reschedule(&self, key: DocKey, old: Record, deadline: Millis) -> Result<Record, Error> {
+    pub(crate) fn reschedule(
+        &self,
+        key: DocKey,
+        old: Record,
+        deadline: Millis,
+    ) -> Result<Record, Error> {
         let mut wb = WriteBatch::default();
         self.move_deadline(&mut wb, key, Some(old.deadline), deadline)?;
         let record = Record { deadline, ..old };
@@ -145,7 +186,13 @@ impl Db {
     }
 
     /// Deletes a dead document and leaves a tombstone until `forget_at`.
-    pub(crate) fn tombstone(&self, key: DocKey, old: Option<Record>, now: Millis, forget_at: Millis) -> Result<(), Error> {
+    pub(crate) fn tombstone(
+        &self,
+        key: DocKey,
+        old: Option<Record>,
+        now: Millis,
+        forget_at: Millis,
+    ) -> Result<(), Error> {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(SNAP)?, key.as_bytes());
         wb.delete_cf(self.cf(META)?, key.as_bytes());
@@ -170,7 +217,11 @@ impl Db {
 
     /// Removes an index entry that no longer matches its document.
     pub(crate) fn drop_due(&self, due: Due) -> Result<(), Error> {
-        self.db.delete_cf_opt(self.cf(EXP)?, exp_key(due.at, due.kind, due.key), &self.write_opts)?;
+        self.db.delete_cf_opt(
+            self.cf(EXP)?,
+            exp_key(due.at, due.kind, due.key),
+            &self.write_opts,
+        )?;
         Ok(())
     }
 
@@ -204,7 +255,13 @@ impl Db {
         Ok(())
     }
 
-    fn move_deadline(&self, wb: &mut WriteBatch, key: DocKey, old: Option<Millis>, new: Millis) -> Result<(), Error> {
+    fn move_deadline(
+        &self,
+        wb: &mut WriteBatch,
+        key: DocKey,
+        old: Option<Millis>,
+        new: Millis,
+    ) -> Result<(), Error> {
         let exp = self.cf(EXP)?;
         if let Some(old) = old {
             if old == new {
@@ -294,8 +351,14 @@ mod tests {
     #[test]
     fn node_id_is_stable_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Db::open(dir.path(), Durability::Fsync).unwrap().node_id().unwrap();
-        let again = Db::open(dir.path(), Durability::Fsync).unwrap().node_id().unwrap();
+        let first = Db::open(dir.path(), Durability::Fsync)
+            .unwrap()
+            .node_id()
+            .unwrap();
+        let again = Db::open(dir.path(), Durability::Fsync)
+            .unwrap()
+            .node_id()
+            .unwrap();
         assert_eq!(first, again);
     }
 }

@@ -29,8 +29,9 @@ impl Record {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: &[u8; Self::LEN] =
-            bytes.try_into().map_err(|_| Error::Corrupt(format!("meta record of {} bytes", bytes.len())))?;
+        let arr: &[u8; Self::LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::Corrupt(format!("meta record of {} bytes", bytes.len())))?;
         let (d, rest) = arr.split_at(8);
         let (s, rest) = rest.split_at(4);
         let (c, b) = rest.split_at(4);
@@ -51,7 +52,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects_bad_lengths() {
-        let r = Record { deadline: 7, next_seq: 3, log_count: 2, bytes: 900 };
+        let r = Record {
+            deadline: 7,
+            next_seq: 3,
+            log_count: 2,
+            bytes: 900,
+        };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(Record::decode(&[1, 2, 3]).is_err());
     }

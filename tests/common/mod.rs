@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: temp nodes, requests through
 //! the real tower stack, cookie plumbing, and the demo peer as a process.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::zombie_processes)] // PeerProcess waits in kill() and Drop
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,12 +42,19 @@ impl Answer {
 
     /// `name=value` of the session cookie set by this answer.
     pub fn cookie(&self) -> Option<String> {
-        self.set_cookie("id").map(|c| c.split(';').next().unwrap_or_default().to_owned())
+        self.set_cookie("id")
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
     }
 }
 
 /// Sends one request through `app` (the whole tower stack, no socket).
-pub async fn send(app: &Router, method: Method, uri: &str, cookie: Option<&str>, body: &str) -> Answer {
+pub async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(c) = cookie {
         req = req.header(header::COOKIE, c);
@@ -57,7 +64,11 @@ pub async fn send(app: &Router, method: Method, uri: &str, cookie: Option<&str>,
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.expect("body").to_bytes();
-    Answer { status, headers, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The demo peer binary that `cargo test` builds next to the test binaries.
@@ -65,13 +76,21 @@ pub fn peer_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("examples").join("peer");
-    assert!(bin.exists(), "{} missing: run the tests with `cargo test`, which builds examples", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo test`, which builds examples",
+        bin.display()
+    );
     bin
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The peer example running as a child process.
