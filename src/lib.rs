@@ -63,3 +63,8 @@ pub use error::Error;
 pub use id::{DocKey, NodeId, ParseIdError, SessionId};
 pub use node::{Config, Node, SessionView, SweepReport};
 pub use store::Durability;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
