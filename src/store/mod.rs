@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `snap` | doc key (16 B) | automerge `save()` of the document |
 //! | `log` | doc key ‖ seq (u32 BE) | one commit's change chunk |
-//! | `meta` | doc key | [`Record`]: deadline, next log seq, chunks since the snapshot |
+//! | `meta` | doc key | record: deadline, next log seq, chunks since the snapshot |
 //! | `exp` | time (u64 BE) ‖ kind (u8) ‖ doc key | empty: the expiry index the sweeper walks |
 //! | `tomb` | doc key | time the session was tombstoned |
 //! | `default` | `node_id` | this node's [`NodeId`](crate::NodeId) |

@@ -1,0 +1,187 @@
+//! Document laws on random operation sequences: replicas that each apply
+//! their own operations converge to the same heads and values whatever the
+//! merge order or grouping, agree with a sequential model wherever writes do
+//! not conflict, sum counters exactly, and let invalidation win.
+//!
+//! `PROPTEST_CASES` raises the case count (default 256 here).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use automerge::ActorId;
+use proptest::prelude::*;
+use sessionmesh::doc::{SessionDoc, Status};
+use sessionmesh::NodeId;
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Insert into this replica's own key space (never conflicts).
+    Own(u8, i64),
+    RemoveOwn(u8),
+    /// Insert into the shared key "s" (conflicts across replicas).
+    Shared(i64),
+    Incr(u8, i64),
+    ClearOwn,
+    Touch(u64),
+    Invalidate,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u8..4, any::<i64>()).prop_map(|(k, v)| Step::Own(k, v)),
+        2 => (0u8..4).prop_map(Step::RemoveOwn),
+        2 => any::<i64>().prop_map(Step::Shared),
+        4 => (0u8..2, -1_000i64..1_000).prop_map(|(k, v)| Step::Incr(k, v)),
+        1 => Just(Step::ClearOwn),
+        1 => (0u64..10_000).prop_map(Step::Touch),
+        1 => Just(Step::Invalidate),
+    ]
+}
+
+struct Replica {
+    doc: SessionDoc,
+    node: NodeId,
+    /// Sequential model of this replica's own keys.
+    model: BTreeMap<String, i64>,
+    increments: i64,
+}
+
+fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
+    for s in steps {
+        match s {
+            Step::Own(k, v) => {
+                let key = format!("r{r}_{k}");
+                rep.doc.insert(&key, v).unwrap();
+                rep.model.insert(key, *v);
+            }
+            Step::RemoveOwn(k) => {
+                let key = format!("r{r}_{k}");
+                rep.doc.remove(&key).unwrap();
+                rep.model.remove(&key);
+            }
+            Step::Shared(v) => rep.doc.insert("s", v).unwrap(),
+            Step::Incr(k, v) => {
+                rep.doc.increment(&format!("c{k}"), *v, rep.node).unwrap();
+                rep.increments += v;
+            }
+            Step::ClearOwn => {
+                for key in rep.model.keys() {
+                    rep.doc.remove(key).unwrap();
+                }
+                rep.model.clear();
+            }
+            Step::Touch(t) => rep.doc.touch(rep.node, *t).unwrap(),
+            Step::Invalidate => rep.doc.invalidate().unwrap(),
+        }
+        rep.doc.commit();
+    }
+}
+
+fn replicas(schedules: &[Vec<Step>]) -> Vec<Replica> {
+    let node = NodeId::random();
+    let mut base = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
+    base.commit();
+    schedules
+        .iter()
+        .enumerate()
+        .map(|(i, steps)| {
+            let mut rep = Replica {
+                doc: base.fork_as(ActorId::random()),
+                node: NodeId::random(),
+                model: BTreeMap::new(),
+                increments: 0,
+            };
+            run(i, &mut rep, steps);
+            rep
+        })
+        .collect()
+}
+
+fn merge_in(order: &[usize], docs: &mut [SessionDoc]) -> SessionDoc {
+    let mut acc = docs[order[0]].fork_as(ActorId::random());
+    for &i in &order[1..] {
+        acc.merge(&mut docs[i]).unwrap();
+    }
+    acc
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+    ))]
+
+    #[test]
+    fn replicas_converge_and_match_the_model(
+        schedules in prop::collection::vec(prop::collection::vec(step(), 0..10), 2..5),
+        rotation in 0usize..5,
+    ) {
+        let reps = replicas(&schedules);
+        let n = reps.len();
+        let invalidated = schedules.iter().flatten().any(|s| matches!(s, Step::Invalidate));
+        let increments: i64 = reps.iter().map(|r| r.increments).sum();
+        let models: Vec<_> = reps.iter().map(|r| r.model.clone()).collect();
+        let mut docs: Vec<SessionDoc> = reps.into_iter().map(|r| r.doc).collect();
+
+        // Commutativity and associativity: forward, backward, rotated, and a
+        // two-level grouping all reach the same document.
+        let forward: Vec<usize> = (0..n).collect();
+        let backward: Vec<usize> = (0..n).rev().collect();
+        let rotated: Vec<usize> = (0..n).map(|i| (i + rotation) % n).collect();
+        let mut a = merge_in(&forward, &mut docs);
+        let mut b = merge_in(&backward, &mut docs);
+        let mut c = merge_in(&rotated, &mut docs);
+        let (left, right) = docs.split_at_mut(n / 2);
+        let mut l = merge_in(&(0..left.len()).collect::<Vec<_>>(), left);
+        let mut r = merge_in(&(0..right.len()).collect::<Vec<_>>(), right);
+        l.merge(&mut r).unwrap();
+        let heads = a.heads();
+        prop_assert_eq!(&heads, &b.heads());
+        prop_assert_eq!(&heads, &c.heads());
+        prop_assert_eq!(&heads, &l.heads());
+        let values = a.attributes().unwrap();
+        prop_assert_eq!(&values, &b.attributes().unwrap());
+        prop_assert_eq!(&values, &c.attributes().unwrap());
+        prop_assert_eq!(&values, &l.attributes().unwrap());
+        prop_assert_eq!(a.status(0), l.status(0));
+
+        // Idempotence.
+        let mut again = a.fork_as(ActorId::random());
+        a.merge(&mut b).unwrap();
+        a.merge(&mut again).unwrap();
+        prop_assert_eq!(&a.heads(), &heads);
+
+        if invalidated {
+            // Invalidation wins over everything written concurrently.
+            prop_assert_eq!(a.status(0), Status::Invalidated);
+        } else {
+            // Non-conflicting keys equal the sequential model.
+            for (i, model) in models.iter().enumerate() {
+                for k in 0..4 {
+                    let key = format!("r{i}_{k}");
+                    let got = values.get(&key).and_then(serde_json::Value::as_i64);
+                    prop_assert_eq!(got, model.get(&key).copied(), "{}", key);
+                }
+            }
+            // Counters are the exact sum of every increment.
+            let counted: i64 = (0..2).map(|k| values.get(&format!("c{k}")).and_then(serde_json::Value::as_i64).unwrap_or(0)).sum();
+            prop_assert_eq!(counted, increments);
+            // Same-key conflicts: every replica sees the same winner, and the
+            // conflict set lists it first.
+            if let Some(winner) = values.get("s") {
+                prop_assert_eq!(&a.conflicts("s").unwrap()[0], winner);
+            }
+        }
+    }
+
+    #[test]
+    fn save_load_round_trips_exactly(steps in prop::collection::vec(step(), 0..20)) {
+        let mut reps = replicas(&[steps]);
+        let doc = &mut reps[0].doc;
+        let bytes = doc.save();
+        let mut loaded = SessionDoc::load(&bytes, ActorId::random()).unwrap();
+        prop_assert_eq!(loaded.heads(), doc.heads());
+        prop_assert_eq!(loaded.attributes().unwrap(), doc.attributes().unwrap());
+        prop_assert_eq!(loaded.status(0), doc.status(0));
+    }
+}
