@@ -1,19 +1,34 @@
-//! Per-request cost of the session middleware, through the whole tower stack
-//! (no socket): a handler with no session, a read of two attributes, and a
-//! read of two attributes plus a counter increment (one persisted commit).
+//! Per-request cost of the session middleware through the whole tower stack
+//! (no socket), and what one commit costs as a session's history grows.
+//!
+//! - `request/no_session`: the same router without a session: the floor.
+//! - `request/read_2_attrs`: a session read (load from the cache, touch check).
+//! - `request/read_2_attrs_incr`: two reads and a counter increment: one
+//!   automerge commit persisted to RocksDB. Each session serves 50 such
+//!   requests and is then replaced by a new one (its creation is measured
+//!   too), so histories stay short, as in a real session.
+//! - `commit/history_N`: one increment, commit and change extraction on a
+//!   document that already holds N changes. automerge keeps all history and
+//!   both steps walk it, so this grows with N.
 //!
 //! Run with: `cargo bench --bench middleware`
 
 #![allow(clippy::unwrap_used)]
 
+use std::cell::RefCell;
+
+use automerge::ActorId;
 use axum::body::Body;
 use axum::http::{header, Request};
 use axum::routing::get;
 use axum::Router;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use sessionmesh::doc::SessionDoc;
 use sessionmesh::http::{Session, SessionLayer};
-use sessionmesh::{Config, Node};
+use sessionmesh::{Config, Node, NodeId};
 use tower::ServiceExt;
+
+const REQUESTS_PER_SESSION: usize = 50;
 
 async fn read(session: Session) -> String {
     let a = session
@@ -56,7 +71,16 @@ async fn seed(node: &Node) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
-fn bench(c: &mut Criterion) {
+async fn request(app: &Router, cookie: &str) {
+    let req = Request::get("/")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert!(res.status().is_success());
+}
+
+fn requests(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,27 +94,59 @@ fn bench(c: &mut Criterion) {
     let writes = Router::new().route("/", get(read_write)).layer(layer);
 
     let mut group = c.benchmark_group("request");
-    for (name, app) in [
-        ("no_session", &bare),
-        ("read_2_attrs", &reads),
-        ("read_2_attrs_incr", &writes),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let req = Request::get("/")
-                        .header(header::COOKIE, &cookie)
-                        .body(Body::empty())
-                        .unwrap();
-                    let res = app.clone().oneshot(req).await.unwrap();
-                    assert!(res.status().is_success());
-                });
+    group.bench_function("no_session", |b| {
+        b.iter(|| rt.block_on(request(&bare, &cookie)));
+    });
+    group.bench_function("read_2_attrs", |b| {
+        b.iter(|| rt.block_on(request(&reads, &cookie)));
+    });
+    let current = RefCell::new((cookie.clone(), 0usize));
+    group.bench_function("read_2_attrs_incr", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                if current.borrow().1 == REQUESTS_PER_SESSION {
+                    let fresh = seed(&node).await;
+                    *current.borrow_mut() = (fresh, 0);
+                }
+                let cookie = {
+                    let mut cur = current.borrow_mut();
+                    cur.1 += 1;
+                    cur.0.clone()
+                };
+                request(&writes, &cookie).await;
             });
         });
-    }
+    });
     group.finish();
     rt.block_on(node.shutdown()).unwrap();
 }
 
-criterion_group!(benches, bench);
+fn commits(c: &mut Criterion) {
+    let node = NodeId::random();
+    let mut group = c.benchmark_group("commit");
+    group.sample_size(20);
+    for history in [10usize, 100, 1_000, 10_000] {
+        let mut doc = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
+        doc.insert("a", &"alpha").unwrap();
+        for _ in 0..history {
+            doc.increment("n", 1, node).unwrap();
+            doc.commit();
+        }
+        group.bench_function(format!("history_{history}"), |b| {
+            b.iter_batched(
+                || doc.clone(),
+                |mut d| {
+                    let heads = d.heads();
+                    d.increment("n", 1, node).unwrap();
+                    d.commit();
+                    d.save_after(&heads)
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, commits);
 criterion_main!(benches);

@@ -144,6 +144,12 @@ proptest! {
         prop_assert_eq!(&values, &c.attributes().unwrap());
         prop_assert_eq!(&values, &l.attributes().unwrap());
         prop_assert_eq!(a.status(0), l.status(0));
+        // The cached summary answers exactly as the document does.
+        let summary = a.summary().unwrap();
+        for t in [0, 5_000, 20_000] {
+            prop_assert_eq!(summary.status(t), a.status(t));
+        }
+        prop_assert_eq!(&summary.attributes, &values);
 
         // Idempotence.
         let mut again = a.fork_as(ActorId::random());

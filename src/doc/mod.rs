@@ -25,7 +25,9 @@
 
 mod error;
 mod op;
+mod read;
 mod session_doc;
+mod summary;
 
 #[cfg(test)]
 mod tests;
@@ -33,3 +35,4 @@ mod tests;
 pub use error::Error;
 pub use op::{ExpiryMode, Op};
 pub use session_doc::{SessionDoc, Status};
+pub use summary::Summary;

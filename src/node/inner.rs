@@ -29,9 +29,9 @@ impl Inner {
 
     /// How stale this node's last-access register may get: the configured
     /// interval, but at most a tenth of the session's idle timeout.
-    fn touch_interval(&self, doc: &SessionDoc) -> u64 {
+    fn touch_interval(&self, max_idle_ms: u64) -> u64 {
         let cfg = ms(self.config.touch_interval);
-        match doc.max_idle_ms() {
+        match max_idle_ms {
             0 => cfg,
             idle => cfg.min(idle / 10),
         }
@@ -70,9 +70,11 @@ impl Inner {
             Stored::Doc { bytes, record } => {
                 let doc = SessionDoc::load(&bytes, self.actor.clone())
                     .map_err(crate::store::Error::from)?;
+                let summary = doc.summary().map_err(crate::store::Error::from)?;
                 SlotState::Doc {
                     doc,
                     record: Some(record),
+                    summary,
                 }
             }
         })
@@ -81,25 +83,22 @@ impl Inner {
     pub(super) fn load(&self, key: DocKey) -> Result<Option<SessionView>, Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else {
+            let SlotState::Doc { doc, summary, .. } = state else {
                 return Ok(None);
             };
-            if doc.status(now) != Status::Live {
+            if summary.status(now) != Status::Live {
                 return Ok(None);
             }
-            let interval = inner.touch_interval(doc);
-            if doc
-                .last_access()
+            let interval = inner.touch_interval(summary.max_idle_ms);
+            if summary
+                .last_access
                 .is_some_and(|t| now.saturating_sub(t) >= interval)
             {
                 let heads = doc.heads();
                 doc.touch(inner.node_id, now)?;
                 inner.commit_slot(key, state, &heads, now, false)?;
             }
-            match state {
-                SlotState::Doc { doc, .. } => Ok(Some(SessionView::of(doc)?)),
-                _ => Ok(None),
-            }
+            Ok(live_view(state, now))
         })
     }
 
@@ -118,13 +117,8 @@ impl Inner {
                 0 => 0,
                 t => now.saturating_add(t),
             };
-            let mut doc = SessionDoc::new(
-                inner.actor.clone(),
-                inner.node_id,
-                now,
-                ms(inner.config.max_idle),
-                absolute,
-            );
+            let idle = ms(inner.config.max_idle);
+            let mut doc = SessionDoc::new(inner.actor.clone(), inner.node_id, now, idle, absolute);
             if let Some(old) = from {
                 doc.set_expiry(
                     old.expiry_mode(),
@@ -134,28 +128,40 @@ impl Inner {
                 doc.copy_attributes_from(old, inner.node_id)?;
             }
             apply_all(&mut doc, ops, inner)?;
-            let view = SessionView::of(&doc)?;
-            *state = SlotState::Doc { doc, record: None };
-            inner.commit_slot(key, state, &[], now, true)?;
+            let summary = doc.summary()?;
+            *state = SlotState::Doc {
+                doc,
+                record: None,
+                summary,
+            };
+            if let Err(e) = inner.commit_slot(key, state, &[], now, true) {
+                *state = SlotState::Missing;
+                return Err(e);
+            }
             inner.sessions.fetch_add(1, Ordering::Relaxed);
-            Ok(view)
+            match state {
+                SlotState::Doc { summary, .. } => Ok(SessionView::of(summary)),
+                _ => Err(Error::Store(crate::store::Error::Corrupt(
+                    "created session vanished".into(),
+                ))),
+            }
         })
     }
 
     pub(super) fn commit(&self, key: DocKey, ops: &[Op]) -> Result<Option<SessionView>, Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else {
+            let SlotState::Doc { doc, summary, .. } = state else {
                 return Ok(None);
             };
-            if doc.status(now) != Status::Live {
+            if summary.status(now) != Status::Live {
                 return Ok(None);
             }
             let heads = doc.heads();
             apply_all(doc, ops, inner)?;
-            let view = SessionView::of(doc)?;
             inner.commit_slot(key, state, &heads, now, true)?;
-            Ok(Some(view))
+            // An invalidation in `ops` is answered like any other end.
+            Ok(live_view(state, now))
         })
     }
 
@@ -167,10 +173,10 @@ impl Inner {
     ) -> Result<Option<SessionView>, Error> {
         self.with_slot(old, |inner, state| {
             let now = inner.now();
-            let SlotState::Doc { doc, .. } = state else {
+            let SlotState::Doc { doc, summary, .. } = state else {
                 return Ok(None);
             };
-            if doc.status(now) != Status::Live {
+            if summary.status(now) != Status::Live {
                 return Ok(None);
             }
             // The new session is on disk before the old one dies: a crash in
@@ -193,7 +199,12 @@ impl Inner {
         now: Millis,
         check_size: bool,
     ) -> Result<(), Error> {
-        let SlotState::Doc { doc, record } = state else {
+        let SlotState::Doc {
+            doc,
+            record,
+            summary,
+        } = state
+        else {
             return Ok(());
         };
         if check_size {
@@ -209,10 +220,21 @@ impl Inner {
         if doc.commit().is_none() {
             return Ok(());
         }
-        if let Err(e) = self.persist(key, doc, record, heads, now) {
-            tracing::error!(session = %key.short(), error = %e, "persist failed; change dropped");
-            *state = SlotState::Unloaded;
-            return Err(e);
+        let persisted = doc.summary().map_err(Error::from).and_then(|fresh| {
+            let deadline = match fresh.status(now) {
+                Status::Live => fresh.deadline.unwrap_or(now),
+                _ => now,
+            };
+            self.persist(key, doc, record, heads, deadline)?;
+            Ok(fresh)
+        });
+        match persisted {
+            Ok(fresh) => *summary = fresh,
+            Err(e) => {
+                tracing::error!(session = %key.short(), error = %e, "persist failed; change dropped");
+                *state = SlotState::Unloaded;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -223,13 +245,9 @@ impl Inner {
         doc: &mut SessionDoc,
         record: &mut Option<Record>,
         heads: &[ChangeHash],
-        now: Millis,
+        deadline: Millis,
     ) -> Result<(), Error> {
         let chunk = doc.save_after(heads);
-        let deadline = match doc.status(now) {
-            Status::Live => doc.deadline().unwrap_or(now),
-            _ => now,
-        };
         let mut rec = self.db.append(key, &chunk, *record, deadline)?;
         if rec.log_count >= self.config.compact_every {
             // The change is durable already; a failed compaction only means
@@ -276,7 +294,10 @@ impl Inner {
     /// Tombstones `key` if it is dead; returns whether it did.
     fn expire(&self, key: DocKey, at: Millis, now: Millis) -> Result<bool, Error> {
         self.with_slot(key, |inner, state| {
-            let SlotState::Doc { doc, record } = state else {
+            let SlotState::Doc {
+                record, summary, ..
+            } = state
+            else {
                 inner.db.drop_due(crate::store::Due {
                     at,
                     kind: DueKind::Expire,
@@ -285,9 +306,9 @@ impl Inner {
                 return Ok(false);
             };
             let Some(rec) = *record else { return Ok(false) };
-            if doc.status(now) == Status::Live {
+            if summary.status(now) == Status::Live {
                 // The index was behind the document: move it.
-                let deadline = doc.deadline().unwrap_or(now);
+                let deadline = summary.deadline.unwrap_or(now);
                 *record = Some(inner.db.reschedule(key, rec, deadline)?);
                 return Ok(false);
             }
@@ -309,4 +330,13 @@ fn apply_all(doc: &mut SessionDoc, ops: &[Op], inner: &Inner) -> Result<(), Erro
         }
     }
     Ok(())
+}
+
+fn live_view(state: &SlotState, now: Millis) -> Option<SessionView> {
+    match state {
+        SlotState::Doc { summary, .. } if summary.status(now) == Status::Live => {
+            Some(SessionView::of(summary))
+        }
+        _ => None,
+    }
 }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::Millis;
-use crate::doc::{ExpiryMode, SessionDoc};
+use crate::doc::{ExpiryMode, Summary};
 
 /// A live session as one request sees it: its attributes and timeouts.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,13 +18,13 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    pub(crate) fn of(doc: &SessionDoc) -> Result<Self, crate::doc::Error> {
-        Ok(Self {
-            attributes: doc.attributes()?,
-            expiry: doc.expiry_mode(),
-            max_idle_ms: doc.max_idle_ms(),
-            absolute_expiry_ms: doc.absolute_expiry_ms(),
-        })
+    pub(crate) fn of(summary: &Summary) -> Self {
+        Self {
+            attributes: summary.attributes.clone(),
+            expiry: summary.expiry,
+            max_idle_ms: summary.max_idle_ms,
+            absolute_expiry_ms: summary.absolute_expiry_ms,
+        }
     }
 }
 

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use lru::LruCache;
 
 use super::Record;
-use crate::doc::SessionDoc;
+use crate::doc::{SessionDoc, Summary};
 use crate::id::DocKey;
 
 /// What an in-memory slot knows about one document.
@@ -18,10 +18,12 @@ pub(crate) enum SlotState {
     Missing,
     /// Dead and collected; the key must not come back before the GC horizon.
     Tombstone,
-    /// A document; `record` is `None` until its first change is on disk.
+    /// A document; `record` is `None` until its first change is on disk;
+    /// `summary` is read out of `doc` after every change.
     Doc {
         doc: SessionDoc,
         record: Option<Record>,
+        summary: Summary,
     },
 }
 
