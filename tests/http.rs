@@ -328,3 +328,55 @@ async fn session_id_is_known_before_the_first_save() {
         format!("id={}", String::from_utf8_lossy(&a.body))
     );
 }
+
+#[tokio::test]
+async fn clear_and_set_expiry_through_the_session_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::node(dir.path()).await;
+    let app = Router::new()
+        .route(
+            "/fill",
+            get(|s: Session| async move {
+                s.insert("a", 1).await?;
+                s.insert("b", 2).await
+            }),
+        )
+        .route("/clear", get(|s: Session| async move { s.clear().await }))
+        .route(
+            "/short",
+            get(|s: Session| async move {
+                s.set_expiry(Expiry::OnInactivity(time::Duration::seconds(90)))
+                    .await
+            }),
+        )
+        .route(
+            "/all",
+            get(|s: Session| async move {
+                s.entries()
+                    .await
+                    .map(|e| serde_json::to_string(&e).unwrap_or_default())
+            }),
+        )
+        .layer(SessionLayer::new(node.clone()));
+    let cookie = send(&app, Method::GET, "/fill", None, "")
+        .await
+        .cookie()
+        .unwrap();
+    let short = send(&app, Method::GET, "/short", Some(&cookie), "").await;
+    let c = short.set_cookie("id").unwrap();
+    assert!(c.contains("Max-Age=90"), "{c}");
+    // The sliding cookie is refreshed on later use.
+    let again = send(&app, Method::GET, "/all", Some(&cookie), "").await;
+    assert!(again
+        .set_cookie("id")
+        .is_some_and(|c| c.contains("Max-Age=90")));
+    assert_eq!(again.body, r#"{"a":1,"b":2}"#);
+    send(&app, Method::GET, "/clear", Some(&cookie), "").await;
+    assert_eq!(
+        send(&app, Method::GET, "/all", Some(&cookie), "")
+            .await
+            .body,
+        "{}"
+    );
+    assert_eq!(node.session_count(), 1, "clear keeps the session");
+}

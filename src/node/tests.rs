@@ -255,3 +255,43 @@ async fn a_second_process_cannot_open_the_same_directory() {
     ));
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_durability_on_a_multi_threaded_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = SessionId::random();
+    {
+        let config = Config::new(dir.path()).with_durability(crate::Durability::Fsync);
+        let node = Node::open(config).await.unwrap();
+        node.create(&id, &[insert("k", "1")]).await.unwrap();
+        node.commit(&id, &[insert("k", "2")])
+            .await
+            .unwrap()
+            .unwrap();
+        // Dropped without shutdown: the fsynced WAL is all there is.
+    }
+    let node = Node::open(Config::new(dir.path())).await.unwrap();
+    assert_eq!(node.load(&id).await.unwrap().unwrap().attributes["k"], 2);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_background_sweeper_collects_dead_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let config = Config::new(dir.path())
+        .with_clock(clock.clone())
+        .with_sweep_interval(Duration::from_millis(20));
+    let node = Node::open(config).await.unwrap();
+    let id = SessionId::random();
+    node.create(&id, &[]).await.unwrap();
+    node.commit(&id, &[Op::Invalidate]).await.unwrap();
+    for _ in 0..200 {
+        if node.session_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.session_count(), 0, "the sweeper never ran");
+    node.shutdown().await.unwrap();
+}
