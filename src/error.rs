@@ -27,6 +27,20 @@ pub enum Error {
     /// 128 random bits this does not happen by chance; draw a new id.
     #[error("session id already in use")]
     IdCollision,
+    /// A `Replication::Sync` commit was confirmed by fewer peers than asked
+    /// within the sync timeout, under `SyncPolicy::Fail`. The write **is**
+    /// persisted locally and keeps replicating; the client may retry or
+    /// treat it as at risk.
+    #[error("write confirmed by {acked} of {wanted} peers in time")]
+    NotReplicated {
+        /// Peers that confirmed.
+        acked: usize,
+        /// Peers asked for.
+        wanted: usize,
+    },
+    /// The network layer failed to start.
+    #[error(transparent)]
+    Net(#[from] crate::net::Error),
     /// The node was shut down; open a new one.
     #[error("the node is shut down")]
     Shutdown,

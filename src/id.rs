@@ -124,6 +124,12 @@ impl DocKey {
         bytes.try_into().ok().map(Self)
     }
 
+    /// A key from its 16 bytes.
+    #[must_use]
+    pub fn from_array(bytes: [u8; ID_LEN]) -> Self {
+        Self(bytes)
+    }
+
     /// The first 8 hex digits: what log lines carry.
     #[must_use]
     pub fn short(&self) -> String {

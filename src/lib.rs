@@ -55,6 +55,7 @@ pub mod doc;
 mod error;
 pub mod http;
 pub mod id;
+pub mod net;
 mod node;
 pub mod store;
 

@@ -35,6 +35,9 @@ pub enum Error {
         /// The attribute.
         key: String,
     },
+    /// Bytes from a peer are not an automerge sync message.
+    #[error("malformed sync message: {0}")]
+    Sync(String),
     /// An increment would overflow `i64`.
     #[error("counter {key:?} would overflow")]
     Overflow {

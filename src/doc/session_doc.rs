@@ -301,6 +301,53 @@ impl SessionDoc {
         Ok(())
     }
 
+    /// The next message of automerge's sync protocol for the peer whose
+    /// state is `state`, if there is anything to say.
+    pub fn generate_sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
+        use automerge::sync::SyncDoc as _;
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(automerge::sync::Message::encode)
+    }
+
+    /// Applies a sync message from the peer whose state is `state`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] when the bytes are not a sync message;
+    /// [`Error::Automerge`] when its changes do not apply.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+        msg: &[u8],
+    ) -> Result<(), Error> {
+        use automerge::sync::SyncDoc as _;
+        let msg = automerge::sync::Message::decode(msg).map_err(|e| Error::Sync(e.to_string()))?;
+        self.doc.sync().receive_sync_message(state, msg)?;
+        Ok(())
+    }
+
+    /// Whether changes are queued whose dependencies have not arrived.
+    pub fn has_missing_deps(&mut self) -> bool {
+        !self.doc.get_missing_deps(&[]).is_empty()
+    }
+
+    /// A 64-bit hash of the heads: equal documents hash equal.
+    pub fn heads_hash(&mut self) -> u64 {
+        use sha2::{Digest, Sha256};
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        let mut h = Sha256::new();
+        for head in &heads {
+            h.update(head.0);
+        }
+        let digest = h.finalize();
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(out)
+    }
+
     /// An independent copy that writes as `actor`.
     #[must_use]
     pub fn fork_as(&mut self, actor: ActorId) -> Self {

@@ -33,6 +33,8 @@ pub struct Config {
     pub(crate) touch_interval: Duration,
     pub(crate) sweep_interval: Duration,
     pub(crate) gc_horizon: Duration,
+    pub(crate) tombstone_grace: Duration,
+    pub(crate) net: Option<crate::net::Config>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -49,7 +51,9 @@ impl Config {
     /// | absolute timeout | 24 hours |
     /// | touch interval | 60 s (at most a tenth of the idle timeout) |
     /// | sweep interval | 60 s |
+    /// | tombstone grace after death | 60 s |
     /// | tombstone GC horizon | 7 days |
+    /// | network | none (a node on its own) |
     #[must_use]
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         Self {
@@ -63,6 +67,8 @@ impl Config {
             touch_interval: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(60),
             gc_horizon: Duration::from_secs(7 * 24 * 3600),
+            tombstone_grace: Duration::from_secs(60),
+            net: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -135,6 +141,22 @@ impl Config {
         self
     }
 
+    /// How long a dead session's document is kept before it becomes a
+    /// tombstone, so that peers hear of an invalidation (or of a later
+    /// access that keeps the session alive) before the document goes.
+    #[must_use]
+    pub fn with_tombstone_grace(mut self, grace: Duration) -> Self {
+        self.tombstone_grace = grace;
+        self
+    }
+
+    /// Replicates to peers over libp2p.
+    #[must_use]
+    pub fn with_network(mut self, net: crate::net::Config) -> Self {
+        self.net = Some(net);
+        self
+    }
+
     /// The clock (tests inject a [`ManualClock`](crate::ManualClock)).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
@@ -188,6 +210,8 @@ impl fmt::Debug for Config {
             .field("touch_interval", &self.touch_interval)
             .field("sweep_interval", &self.sweep_interval)
             .field("gc_horizon", &self.gc_horizon)
+            .field("tombstone_grace", &self.tombstone_grace)
+            .field("net", &self.net)
             .field("clock", &self.clock)
             .finish()
     }

@@ -1,19 +1,30 @@
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use automerge::ActorId;
-use tokio::sync::watch;
+use automerge::{sync, ActorId};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::inner::{Loaded, Pushes};
+use super::replicate;
 use super::{Config, SessionView, SweepReport};
 use crate::clock::Millis;
 use crate::doc::Op;
-use crate::id::{random_bytes, NodeId, SessionId};
+use crate::id::{random_bytes, DocKey, NodeId, SessionId};
+use crate::net::{Handler, Multiaddr, Network, PeerId};
 use crate::store::{Cache, Db, Durability};
 use crate::Error;
 
+/// Background pushes in flight at most (`Replication::Async`).
+const PUSH_SLOTS: usize = 1_024;
+/// Fetches for unknown ids in flight at most: a flood of forged cookies
+/// cannot turn into a flood of peer requests.
+const FETCH_SLOTS: usize = 64;
+
 /// One sessionmesh node: the sessions of this web server, persisted in
-/// RocksDB. Cheap to clone; every clone is the same node.
+/// RocksDB and, with a network configured, replicated to its peers. Cheap to
+/// clone; every clone is the same node.
 ///
 /// # Examples
 ///
@@ -50,19 +61,48 @@ pub(crate) struct Inner {
     pub(crate) sessions: AtomicUsize,
     pub(crate) closed: AtomicBool,
     pub(crate) shutdown: watch::Sender<bool>,
-    // std Mutex: only taken at start and at shutdown to move the handle.
-    pub(crate) sweeper: Mutex<Option<JoinHandle<()>>>,
+    // std Mutex: only taken at start and at shutdown to move the handles.
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once the network is up (it needs a handle back to this node).
+    pub(crate) net: OnceLock<Network>,
+    /// automerge sync state per (peer, document). std Mutex: held for a
+    /// map lookup only.
+    pub(crate) sync_states: Mutex<HashMap<(PeerId, DocKey), sync::State>>,
+    pub(crate) push_slots: Arc<Semaphore>,
+    pub(crate) fetch_slots: Arc<Semaphore>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) me: Weak<Inner>,
+}
+
+/// Runs storage work; with `Durability::Fsync` on a multi-threaded runtime
+/// it is marked as blocking so a device flush does not stall other tasks on
+/// this worker.
+pub(crate) fn run_sync<R>(
+    inner: &Inner,
+    f: impl FnOnce(&Inner) -> Result<R, Error>,
+) -> Result<R, Error> {
+    if inner.closed.load(Ordering::SeqCst) {
+        return Err(Error::Shutdown);
+    }
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if inner.config.durability == Durability::Fsync && multi {
+        tokio::task::block_in_place(|| f(inner))
+    } else {
+        f(inner)
+    }
 }
 
 impl Node {
-    /// Opens (or creates) the node's data directory and starts the sweeper.
-    /// Must run inside a tokio runtime.
+    /// Opens (or creates) the node's data directory, starts the sweeper and,
+    /// when configured, the network. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an unusable setting; [`Error::Store`] when
     /// RocksDB cannot open the directory (for example another process holds
-    /// it) or finds it corrupt.
+    /// it) or finds it corrupt; [`Error::Net`] when the network cannot
+    /// listen.
     pub async fn open(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let cfg = config.clone();
@@ -77,7 +117,7 @@ impl Node {
         .await
         .map_err(|e| Error::Config(format!("opening the store did not finish: {e}")))??;
         let (shutdown, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
             db,
             cache: Cache::new(config.cache_bytes),
             node_id,
@@ -85,11 +125,29 @@ impl Node {
             sessions: AtomicUsize::new(sessions),
             closed: AtomicBool::new(false),
             shutdown,
-            sweeper: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            net: OnceLock::new(),
+            sync_states: Mutex::new(HashMap::new()),
+            push_slots: Arc::new(Semaphore::new(PUSH_SLOTS)),
+            fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
+            runtime: tokio::runtime::Handle::current(),
+            me: me.clone(),
             config,
         });
-        let handle = super::sweeper::spawn(&inner);
-        *inner.sweeper.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        let mut tasks = vec![super::sweeper::spawn(&inner)];
+        if let Some(net_cfg) = &inner.config.net {
+            let keypair = inner.db.keypair()?;
+            let weak: Weak<dyn Handler> = Arc::downgrade(&inner) as Weak<dyn Handler>;
+            let net = Network::start(keypair, net_cfg, weak).await?;
+            tracing::info!(peer_id = %net.local_peer_id(), "network up");
+            let _ = inner.net.set(net);
+            tasks.extend(replicate::spawn_periodic(&inner));
+        }
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tasks);
         tracing::info!(node = %node_id, sessions, "node open");
         Ok(Self { inner })
     }
@@ -98,6 +156,57 @@ impl Node {
     #[must_use]
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id
+    }
+
+    /// This node's libp2p peer id, when it has a network.
+    #[must_use]
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.inner.net.get().map(Network::local_peer_id)
+    }
+
+    /// The addresses the network listens on (empty without a network).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        match self.inner.net.get() {
+            Some(net) => net.listen_addrs().await,
+            None => Vec::new(),
+        }
+    }
+
+    /// The peers this node is connected to.
+    pub async fn peers(&self) -> Vec<PeerId> {
+        match self.inner.net.get() {
+            Some(net) => net.peers().await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Keeps a connection to the peer at `addr` from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] without a network; [`Error::Net`] when it is shut down.
+    pub async fn add_peer(&self, addr: Multiaddr) -> Result<(), Error> {
+        let net = self
+            .inner
+            .net
+            .get()
+            .ok_or_else(|| Error::Config("no network configured".into()))?;
+        Ok(net.add_peer(addr).await?)
+    }
+
+    /// Blocks `peer` (its connections close and it cannot reconnect) or
+    /// lifts the block: for evicting a node, and for partition tests.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] without a network; [`Error::Net`] when it is shut down.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), Error> {
+        let net = self
+            .inner
+            .net
+            .get()
+            .ok_or_else(|| Error::Config("no network configured".into()))?;
+        Ok(net.set_blocked(peer, blocked).await?)
     }
 
     /// The configuration the node was opened with.
@@ -120,29 +229,48 @@ impl Node {
     }
 
     /// The live session `id`, or `None` when it is unknown, expired,
-    /// invalidated or rotated. Counts as an access: when this node's
-    /// last-access register is older than the touch interval, it is
-    /// advanced (one small persisted write).
+    /// invalidated or rotated. An id this node has never seen is first asked
+    /// of the connected peers (bounded by the fetch timeout). Counts as an
+    /// access: when this node's last-access register is older than the
+    /// touch interval, it is advanced (one small persisted write).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the document cannot be read or the touch cannot
     /// be persisted; [`Error::Shutdown`].
     pub async fn load(&self, id: &SessionId) -> Result<Option<SessionView>, Error> {
-        self.run(|inner| inner.load(id.doc_key()))
+        let key = id.doc_key();
+        let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
+        replicate::push(&self.inner, pushes, false).await?;
+        match found {
+            Loaded::Live(view) => Ok(Some(view)),
+            Loaded::Gone => Ok(None),
+            Loaded::Missing if self.inner.net.get().is_some() => {
+                replicate::fetch(&self.inner, key).await;
+                let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
+                replicate::push(&self.inner, pushes, false).await?;
+                Ok(match found {
+                    Loaded::Live(view) => Some(view),
+                    _ => None,
+                })
+            }
+            Loaded::Missing => Ok(None),
+        }
     }
 
     /// Creates session `id` with the node's default timeouts and applies
-    /// `ops`, as one persisted commit.
+    /// `ops`, as one persisted (and replicated) commit.
     ///
     /// # Errors
     ///
     /// [`Error::IdCollision`] if `id` exists or is a tombstone;
     /// [`Error::TooLarge`]; [`Error::Doc`] for a bad operation;
     /// [`Error::Store`] if the commit could not be persisted (nothing was
-    /// created); [`Error::Shutdown`].
+    /// created); [`Error::NotReplicated`]; [`Error::Shutdown`].
     pub async fn create(&self, id: &SessionId, ops: &[Op]) -> Result<SessionView, Error> {
-        self.run(|inner| inner.create(id.doc_key(), ops, None))
+        let (view, pushes) = run_sync(&self.inner, |i| i.create(id.doc_key(), ops, None))?;
+        self.replicate(pushes).await?;
+        Ok(view)
     }
 
     /// Applies `ops` to the live session `id` as one persisted commit and
@@ -154,9 +282,12 @@ impl Node {
     ///
     /// [`Error::TooLarge`] (nothing applied); [`Error::Doc`] for a bad
     /// operation (nothing applied); [`Error::Store`] when the commit could not
-    /// be persisted (nothing applied); [`Error::Shutdown`].
+    /// be persisted (nothing applied); [`Error::NotReplicated`] (applied and
+    /// persisted here, but not confirmed by enough peers); [`Error::Shutdown`].
     pub async fn commit(&self, id: &SessionId, ops: &[Op]) -> Result<Option<SessionView>, Error> {
-        self.run(|inner| inner.commit(id.doc_key(), ops))
+        let (view, pushes) = run_sync(&self.inner, |i| i.commit(id.doc_key(), ops))?;
+        self.replicate(pushes).await?;
+        Ok(view)
     }
 
     /// Moves the live session `old` to the new id `new` with its attributes,
@@ -172,56 +303,59 @@ impl Node {
         new: &SessionId,
         ops: &[Op],
     ) -> Result<Option<SessionView>, Error> {
-        self.run(|inner| inner.rotate(old.doc_key(), new.doc_key(), ops))
+        let (view, pushes) =
+            run_sync(&self.inner, |i| i.rotate(old.doc_key(), new.doc_key(), ops))?;
+        self.replicate(pushes).await?;
+        Ok(view)
+    }
+
+    async fn replicate(&self, pushes: Pushes) -> Result<(), Error> {
+        replicate::push(&self.inner, pushes, true).await
     }
 
     /// Turns sessions that died (expired, invalidated, rotated) into
-    /// tombstones and forgets tombstones past the GC horizon. The background
-    /// sweeper runs this every sweep interval.
+    /// tombstones once their grace has passed, and forgets tombstones past
+    /// the GC horizon. The background sweeper runs this every sweep interval.
     ///
     /// # Errors
     ///
     /// [`Error::Store`]; [`Error::Shutdown`].
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
-        self.run(Inner::sweep)
+        run_sync(&self.inner, Inner::sweep)
     }
 
-    /// Stops the sweeper, waits for it, and flushes the WAL. Later calls on
-    /// any clone return [`Error::Shutdown`].
+    /// Compares digests with every connected peer now and syncs what
+    /// differs (the background task does this every anti-entropy interval).
+    pub async fn anti_entropy(&self) {
+        for peer in self.peers().await {
+            replicate::anti_entropy(Arc::clone(&self.inner), peer).await;
+        }
+    }
+
+    /// Stops the network and the background tasks, waits for them, and
+    /// flushes the WAL. Later calls on any clone return [`Error::Shutdown`].
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the final WAL flush fails.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.shutdown.send_replace(true);
-        let handle = self
-            .inner
-            .sweeper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
-            let _ = h.await;
+        if let Some(net) = self.inner.net.get() {
+            net.shutdown().await;
+        }
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for t in tasks {
+            let _ = t.await;
         }
         self.inner.db.flush()?;
         tracing::info!(node = %self.inner.node_id, "node shut down");
         Ok(())
-    }
-
-    /// Runs a store operation; with `Durability::Fsync` on a multi-threaded
-    /// runtime it is marked as blocking so the device flush does not stall
-    /// other tasks on this worker.
-    fn run<R>(&self, f: impl FnOnce(&Inner) -> Result<R, Error>) -> Result<R, Error> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(Error::Shutdown);
-        }
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if self.inner.config.durability == Durability::Fsync && multi {
-            tokio::task::block_in_place(|| f(&self.inner))
-        } else {
-            f(&self.inner)
-        }
     }
 }

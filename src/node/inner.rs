@@ -1,7 +1,8 @@
 //! The node's work under each document's lock: load, create, commit, rotate
 //! and sweep. Every write follows one rule: apply to the latest document,
 //! check the size, commit, persist; if persisting fails, the slot is reset so
-//! the next access reads what is really on disk.
+//! the next access reads what is really on disk. Each persisted change comes
+//! back as a chunk for the replicator to push.
 
 use std::sync::atomic::Ordering;
 
@@ -10,20 +11,33 @@ use automerge::ChangeHash;
 use super::handle::Inner;
 use super::{SessionView, SweepReport};
 use crate::clock::Millis;
-use crate::doc::{Op, SessionDoc, Status};
+use crate::doc::{Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
-use crate::store::{DueKind, Record, SlotState, Stored};
+use crate::store::{DueKind, SlotState, Stored};
 use crate::Error;
 
 /// Index entries handled per sweep step.
 const SWEEP_BATCH: usize = 1_000;
 
-fn ms(d: std::time::Duration) -> u64 {
+/// Change chunks persisted by an operation, to push to peers in order.
+pub(crate) type Pushes = Vec<(DocKey, Vec<u8>)>;
+
+/// What a load found.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    Live(SessionView),
+    /// Known here, but expired, invalidated, rotated or tombstoned.
+    Gone,
+    /// Never heard of: peers may know it.
+    Missing,
+}
+
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Inner {
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.config.clock.now_ms()
     }
 
@@ -37,8 +51,18 @@ impl Inner {
         }
     }
 
+    /// Where a document sits in the expiry index: its deadline plus the
+    /// tombstone grace (so peers hear of an end before the document goes).
+    fn index_time(&self, summary: &Summary, now: Millis) -> Millis {
+        let at = match summary.status(now) {
+            Status::Live | Status::Expired => summary.deadline.unwrap_or(now),
+            _ => now,
+        };
+        at.saturating_add(ms(self.config.tombstone_grace))
+    }
+
     /// Locks `key`'s slot, reading the document from disk on first use.
-    fn with_slot<R>(
+    pub(crate) fn with_slot<R>(
         &self,
         key: DocKey,
         f: impl FnOnce(&Self, &mut SlotState) -> Result<R, Error>,
@@ -66,7 +90,7 @@ impl Inner {
     fn read(&self, key: DocKey) -> Result<SlotState, Error> {
         Ok(match self.db.load(key)? {
             Stored::Missing => SlotState::Missing,
-            Stored::Tombstone => SlotState::Tombstone,
+            Stored::Tombstone { ended } => SlotState::Tombstone { ended },
             Stored::Doc { bytes, record } => {
                 let doc = SessionDoc::load(&bytes, self.actor.clone())
                     .map_err(crate::store::Error::from)?;
@@ -80,15 +104,20 @@ impl Inner {
         })
     }
 
-    pub(super) fn load(&self, key: DocKey) -> Result<Option<SessionView>, Error> {
+    pub(crate) fn load(&self, key: DocKey) -> Result<(Loaded, Pushes), Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
             let SlotState::Doc { doc, summary, .. } = state else {
-                return Ok(None);
+                let found = match state {
+                    SlotState::Missing => Loaded::Missing,
+                    _ => Loaded::Gone,
+                };
+                return Ok((found, Vec::new()));
             };
             if summary.status(now) != Status::Live {
-                return Ok(None);
+                return Ok((Loaded::Gone, Vec::new()));
             }
+            let mut pushes = Vec::new();
             let interval = inner.touch_interval(summary.max_idle_ms);
             if summary
                 .last_access
@@ -96,18 +125,23 @@ impl Inner {
             {
                 let heads = doc.heads();
                 doc.touch(inner.node_id, now)?;
-                inner.commit_slot(key, state, &heads, now, false)?;
+                if let Some(chunk) = inner.commit_slot(key, state, &heads, now, false)? {
+                    pushes.push((key, chunk));
+                }
             }
-            Ok(live_view(state, now))
+            Ok((
+                live_view(state, now).map_or(Loaded::Gone, Loaded::Live),
+                pushes,
+            ))
         })
     }
 
-    pub(super) fn create(
+    pub(crate) fn create(
         &self,
         key: DocKey,
         ops: &[Op],
         from: Option<&SessionDoc>,
-    ) -> Result<SessionView, Error> {
+    ) -> Result<(SessionView, Pushes), Error> {
         self.with_slot(key, |inner, state| {
             if !matches!(state, SlotState::Missing) {
                 return Err(Error::IdCollision);
@@ -134,63 +168,78 @@ impl Inner {
                 record: None,
                 summary,
             };
-            if let Err(e) = inner.commit_slot(key, state, &[], now, true) {
-                *state = SlotState::Missing;
-                return Err(e);
-            }
+            let chunk = match inner.commit_slot(key, state, &[], now, true) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    *state = SlotState::Missing;
+                    return Err(e);
+                }
+            };
             inner.sessions.fetch_add(1, Ordering::Relaxed);
-            match state {
-                SlotState::Doc { summary, .. } => Ok(SessionView::of(summary)),
-                _ => Err(Error::Store(crate::store::Error::Corrupt(
-                    "created session vanished".into(),
-                ))),
-            }
+            let view = match state {
+                SlotState::Doc { summary, .. } => SessionView::of(summary),
+                _ => {
+                    return Err(
+                        crate::store::Error::Corrupt("created session vanished".into()).into(),
+                    )
+                }
+            };
+            Ok((view, chunk.map(|c| (key, c)).into_iter().collect()))
         })
     }
 
-    pub(super) fn commit(&self, key: DocKey, ops: &[Op]) -> Result<Option<SessionView>, Error> {
+    pub(crate) fn commit(
+        &self,
+        key: DocKey,
+        ops: &[Op],
+    ) -> Result<(Option<SessionView>, Pushes), Error> {
         self.with_slot(key, |inner, state| {
             let now = inner.now();
             let SlotState::Doc { doc, summary, .. } = state else {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             };
             if summary.status(now) != Status::Live {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             }
             let heads = doc.heads();
             apply_all(doc, ops, inner)?;
-            inner.commit_slot(key, state, &heads, now, true)?;
+            let chunk = inner.commit_slot(key, state, &heads, now, true)?;
             // An invalidation in `ops` is answered like any other end.
-            Ok(live_view(state, now))
+            Ok((
+                live_view(state, now),
+                chunk.map(|c| (key, c)).into_iter().collect(),
+            ))
         })
     }
 
-    pub(super) fn rotate(
+    pub(crate) fn rotate(
         &self,
         old: DocKey,
         new: DocKey,
         ops: &[Op],
-    ) -> Result<Option<SessionView>, Error> {
+    ) -> Result<(Option<SessionView>, Pushes), Error> {
         self.with_slot(old, |inner, state| {
             let now = inner.now();
             let SlotState::Doc { doc, summary, .. } = state else {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             };
             if summary.status(now) != Status::Live {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             }
             // The new session is on disk before the old one dies: a crash in
             // between leaves both, never neither.
-            let view = inner.create(new, ops, Some(doc))?;
+            let (view, mut pushes) = inner.create(new, ops, Some(doc))?;
             let heads = doc.heads();
             doc.set_successor(new)?;
-            inner.commit_slot(old, state, &heads, now, false)?;
-            Ok(Some(view))
+            if let Some(chunk) = inner.commit_slot(old, state, &heads, now, false)? {
+                pushes.push((old, chunk));
+            }
+            Ok((Some(view), pushes))
         })
     }
 
-    /// Commits the pending operations of the document in `state` and
-    /// persists the change.
+    /// Commits the pending operations of the document in `state`, persists
+    /// the change and returns its chunk (`None` when nothing changed).
     fn commit_slot(
         &self,
         key: DocKey,
@@ -198,14 +247,9 @@ impl Inner {
         heads: &[ChangeHash],
         now: Millis,
         check_size: bool,
-    ) -> Result<(), Error> {
-        let SlotState::Doc {
-            doc,
-            record,
-            summary,
-        } = state
-        else {
-            return Ok(());
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let SlotState::Doc { doc, .. } = state else {
+            return Ok(None);
         };
         if check_size {
             let size = doc.state_size();
@@ -218,50 +262,59 @@ impl Inner {
             }
         }
         if doc.commit().is_none() {
-            return Ok(());
+            return Ok(None);
         }
-        let persisted = doc.summary().map_err(Error::from).and_then(|fresh| {
-            let deadline = match fresh.status(now) {
-                Status::Live => fresh.deadline.unwrap_or(now),
-                _ => now,
-            };
-            self.persist(key, doc, record, heads, deadline)?;
-            Ok(fresh)
+        self.persist_slot(key, state, heads, now).map(Some)
+    }
+
+    /// Persists whatever the document in `state` gained since `heads` and
+    /// refreshes its summary; on failure the slot is reset to what is on disk.
+    pub(crate) fn persist_slot(
+        &self,
+        key: DocKey,
+        state: &mut SlotState,
+        heads: &[ChangeHash],
+        now: Millis,
+    ) -> Result<Vec<u8>, Error> {
+        let SlotState::Doc {
+            doc,
+            record,
+            summary,
+        } = state
+        else {
+            return Ok(Vec::new());
+        };
+        let result = doc.summary().map_err(Error::from).and_then(|fresh| {
+            let chunk = doc.save_after(heads);
+            let at = self.index_time(&fresh, now);
+            let mut rec = self.db.append(key, &chunk, *record, at, doc.heads_hash())?;
+            if rec.log_count >= self.config.compact_every {
+                // The change is durable already; a failed compaction only
+                // means the log stays longer.
+                match self.db.compact(key, &doc.save(), rec) {
+                    Ok(r) => rec = r,
+                    Err(e) => {
+                        tracing::warn!(session = %key.short(), error = %e, "compaction failed")
+                    }
+                }
+            }
+            Ok((fresh, rec, chunk))
         });
-        match persisted {
-            Ok(fresh) => *summary = fresh,
+        match result {
+            Ok((fresh, rec, chunk)) => {
+                *summary = fresh;
+                *record = Some(rec);
+                Ok(chunk)
+            }
             Err(e) => {
                 tracing::error!(session = %key.short(), error = %e, "persist failed; change dropped");
                 *state = SlotState::Unloaded;
-                return Err(e);
+                Err(e)
             }
         }
-        Ok(())
     }
 
-    fn persist(
-        &self,
-        key: DocKey,
-        doc: &mut SessionDoc,
-        record: &mut Option<Record>,
-        heads: &[ChangeHash],
-        deadline: Millis,
-    ) -> Result<(), Error> {
-        let chunk = doc.save_after(heads);
-        let mut rec = self.db.append(key, &chunk, *record, deadline)?;
-        if rec.log_count >= self.config.compact_every {
-            // The change is durable already; a failed compaction only means
-            // the log stays longer.
-            match self.db.compact(key, &doc.save(), rec) {
-                Ok(r) => rec = r,
-                Err(e) => tracing::warn!(session = %key.short(), error = %e, "compaction failed"),
-            }
-        }
-        *record = Some(rec);
-        Ok(())
-    }
-
-    pub(super) fn sweep(&self) -> Result<SweepReport, Error> {
+    pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {
         let mut report = SweepReport::default();
         loop {
             let now = self.now();
@@ -276,7 +329,7 @@ impl Inner {
                     DueKind::Forget => {
                         self.with_slot(d.key, |inner, state| {
                             inner.db.forget(*d)?;
-                            if matches!(state, SlotState::Tombstone) {
+                            if matches!(state, SlotState::Tombstone { .. }) {
                                 *state = SlotState::Missing;
                             }
                             Ok(())
@@ -291,7 +344,8 @@ impl Inner {
         }
     }
 
-    /// Tombstones `key` if it is dead; returns whether it did.
+    /// Tombstones `key` if it is dead and its grace has passed; returns
+    /// whether it did.
     fn expire(&self, key: DocKey, at: Millis, now: Millis) -> Result<bool, Error> {
         self.with_slot(key, |inner, state| {
             let SlotState::Doc {
@@ -306,17 +360,19 @@ impl Inner {
                 return Ok(false);
             };
             let Some(rec) = *record else { return Ok(false) };
-            if summary.status(now) == Status::Live {
-                // The index was behind the document: move it.
-                let deadline = summary.deadline.unwrap_or(now);
-                *record = Some(inner.db.reschedule(key, rec, deadline)?);
+            let status = summary.status(now);
+            let due_at = inner.index_time(summary, now);
+            if status == Status::Live || (status == Status::Expired && due_at > now) {
+                // Accessed elsewhere meanwhile, or still in its grace.
+                *record = Some(inner.db.reschedule(key, rec, due_at)?);
                 return Ok(false);
             }
+            let ended = matches!(status, Status::Invalidated | Status::Rotated(_));
             let forget_at = now.saturating_add(ms(inner.config.gc_horizon));
-            inner.db.tombstone(key, Some(rec), now, forget_at)?;
-            *state = SlotState::Tombstone;
+            inner.db.tombstone(key, Some(rec), now, forget_at, ended)?;
+            *state = SlotState::Tombstone { ended };
             inner.sessions.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(session = %key.short(), "tombstoned");
+            tracing::debug!(session = %key.short(), ended, "tombstoned");
             Ok(true)
         })
     }
@@ -332,7 +388,7 @@ fn apply_all(doc: &mut SessionDoc, ops: &[Op], inner: &Inner) -> Result<(), Erro
     Ok(())
 }
 
-fn live_view(state: &SlotState, now: Millis) -> Option<SessionView> {
+pub(crate) fn live_view(state: &SlotState, now: Millis) -> Option<SessionView> {
     match state {
         SlotState::Doc { summary, .. } if summary.status(now) == Status::Live => {
             Some(SessionView::of(summary))

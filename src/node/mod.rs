@@ -4,6 +4,8 @@
 mod config;
 mod handle;
 mod inner;
+mod replica;
+mod replicate;
 mod sweeper;
 mod view;
 

@@ -20,7 +20,8 @@ async fn open(dir: &std::path::Path, clock: &ManualClock) -> Node {
         .with_clock(clock.clone())
         .with_max_idle(30 * MIN)
         .with_absolute_timeout(24 * 60 * MIN)
-        .with_compact_every(4);
+        .with_compact_every(4)
+        .with_tombstone_grace(Duration::ZERO);
     Node::open(config).await.unwrap()
 }
 
@@ -111,6 +112,7 @@ async fn tombstones_are_forgotten_after_the_gc_horizon() {
     let node = Node::open(
         Config::new(dir.path())
             .with_clock(clock.clone())
+            .with_tombstone_grace(Duration::ZERO)
             .with_gc_horizon(60 * MIN),
     )
     .await
@@ -281,7 +283,8 @@ async fn the_background_sweeper_collects_dead_sessions() {
     let clock = ManualClock::new(0);
     let config = Config::new(dir.path())
         .with_clock(clock.clone())
-        .with_sweep_interval(Duration::from_millis(20));
+        .with_sweep_interval(Duration::from_millis(20))
+        .with_tombstone_grace(Duration::ZERO);
     let node = Node::open(config).await.unwrap();
     let id = SessionId::random();
     node.create(&id, &[]).await.unwrap();

@@ -17,7 +17,8 @@ pub(crate) enum SlotState {
     /// Neither on disk nor tombstoned.
     Missing,
     /// Dead and collected; the key must not come back before the GC horizon.
-    Tombstone,
+    /// `ended`: invalidated or rotated, not merely expired.
+    Tombstone { ended: bool },
     /// A document; `record` is `None` until its first change is on disk;
     /// `summary` is read out of `doc` after every change.
     Doc {

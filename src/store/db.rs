@@ -37,8 +37,15 @@ pub(crate) struct Due {
 #[derive(Debug)]
 pub(crate) enum Stored {
     Missing,
-    Tombstone,
-    Doc { bytes: Vec<u8>, record: Record },
+    /// `ended`: invalidated or rotated (dead everywhere), not merely expired
+    /// here (which a peer that saw later accesses may disagree with).
+    Tombstone {
+        ended: bool,
+    },
+    Doc {
+        bytes: Vec<u8>,
+        record: Record,
+    },
 }
 
 /// The RocksDB database and the layout of the module docs.
@@ -95,8 +102,10 @@ impl Db {
 
     pub(crate) fn load(&self, key: DocKey) -> Result<Stored, Error> {
         let Some(meta) = self.db.get_cf(self.cf(META)?, key.as_bytes())? else {
-            if self.db.get_cf(self.cf(TOMB)?, key.as_bytes())?.is_some() {
-                return Ok(Stored::Tombstone);
+            if let Some(t) = self.db.get_cf(self.cf(TOMB)?, key.as_bytes())? {
+                return Ok(Stored::Tombstone {
+                    ended: t.get(8) == Some(&1),
+                });
             }
             return Ok(Stored::Missing);
         };
@@ -133,8 +142,10 @@ impl Db {
         chunk: &[u8],
         old: Option<Record>,
         deadline: Millis,
+        heads: u64,
     ) -> Result<Record, Error> {
         let mut record = old.unwrap_or_default();
+        record.heads = heads;
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(LOG)?, log_key(key, record.next_seq), chunk);
         record.next_seq = record
@@ -192,6 +203,7 @@ impl Db {
         old: Option<Record>,
         now: Millis,
         forget_at: Millis,
+        ended: bool,
     ) -> Result<(), Error> {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(SNAP)?, key.as_bytes());
@@ -200,7 +212,10 @@ impl Db {
             wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, r.next_seq));
             wb.delete_cf(self.cf(EXP)?, exp_key(r.deadline, DueKind::Expire, key));
         }
-        wb.put_cf(self.cf(TOMB)?, key.as_bytes(), now.to_be_bytes());
+        let mut tomb = [0u8; 9];
+        tomb[..8].copy_from_slice(&now.to_be_bytes());
+        tomb[8] = u8::from(ended);
+        wb.put_cf(self.cf(TOMB)?, key.as_bytes(), tomb);
         wb.put_cf(self.cf(EXP)?, exp_key(forget_at, DueKind::Forget, key), []);
         self.db.write_opt(wb, &self.write_opts)?;
         Ok(())
@@ -237,6 +252,51 @@ impl Db {
             out.push(due);
         }
         Ok(out)
+    }
+
+    /// Documents with keys in `[from, to)` (`to = None`: to the end) whose
+    /// deadline has not passed, with their heads hash; at most `limit`.
+    pub(crate) fn digest(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(DocKey, u64)>, Error> {
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(META)?, IteratorMode::From(from, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if to.is_some_and(|t| &*k >= t) || out.len() >= limit {
+                break;
+            }
+            let record = Record::decode(&v)?;
+            let key = DocKey::from_slice(&k).ok_or_else(|| Error::Corrupt("meta key".into()))?;
+            if record.deadline >= now {
+                out.push((key, record.heads));
+            }
+        }
+        Ok(out)
+    }
+
+    /// This node's libp2p identity (ed25519), created on first use, so the
+    /// peer id survives restarts.
+    pub(crate) fn keypair(&self) -> Result<libp2p::identity::Keypair, Error> {
+        const KEY: &[u8] = b"p2p_keypair";
+        if let Some(bytes) = self.db.get(KEY)? {
+            return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|e| Error::Corrupt(format!("p2p keypair: {e}")));
+        }
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let bytes = key
+            .to_protobuf_encoding()
+            .map_err(|e| Error::Corrupt(format!("p2p keypair: {e}")))?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_opt(KEY, bytes, &wo)?;
+        Ok(key)
     }
 
     /// Number of stored (not tombstoned) documents; walks the `meta` family.
@@ -318,8 +378,8 @@ mod tests {
         let db = Db::open(dir.path(), Durability::Process).unwrap();
         let key = SessionId::random().doc_key();
         assert!(matches!(db.load(key).unwrap(), Stored::Missing));
-        let r1 = db.append(key, b"one", None, 100).unwrap();
-        let r2 = db.append(key, b"two", Some(r1), 200).unwrap();
+        let r1 = db.append(key, b"one", None, 100, 1).unwrap();
+        let r2 = db.append(key, b"two", Some(r1), 200, 2).unwrap();
         assert_eq!(r2.next_seq, 2);
         match db.load(key).unwrap() {
             Stored::Doc { bytes, record } => {
@@ -331,14 +391,17 @@ mod tests {
         // The index holds only the newest deadline.
         assert_eq!(db.due(1_000, 10).unwrap().len(), 1);
         let r3 = db.compact(key, b"SNAP", r2).unwrap();
-        let r4 = db.append(key, b"three", Some(r3), 300).unwrap();
+        let r4 = db.append(key, b"three", Some(r3), 300, 3).unwrap();
         match db.load(key).unwrap() {
             Stored::Doc { bytes, .. } => assert_eq!(bytes, b"SNAPthree"),
             other => panic!("{other:?}"),
         }
         assert_eq!(db.count().unwrap(), 1);
-        db.tombstone(key, Some(r4), 400, 5_000).unwrap();
-        assert!(matches!(db.load(key).unwrap(), Stored::Tombstone));
+        db.tombstone(key, Some(r4), 400, 5_000, true).unwrap();
+        assert!(matches!(
+            db.load(key).unwrap(),
+            Stored::Tombstone { ended: true }
+        ));
         assert_eq!(db.count().unwrap(), 0);
         let due = db.due(10_000, 10).unwrap();
         assert_eq!(due.len(), 1);

@@ -12,9 +12,11 @@ use http_body_util::BodyExt;
 use sessionmesh::{Config, Node};
 use tower::ServiceExt;
 
-/// A node on a fresh RocksDB in `dir`.
+/// A node on a fresh RocksDB in `dir`; dead sessions become tombstones at
+/// the next sweep.
 pub async fn node(dir: &Path) -> Node {
-    Node::open(Config::new(dir)).await.expect("open node")
+    let config = Config::new(dir).with_tombstone_grace(std::time::Duration::ZERO);
+    Node::open(config).await.expect("open node")
 }
 
 /// One answer: status, headers, body.

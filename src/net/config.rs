@@ -1,0 +1,165 @@
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+
+/// How a commit waits for peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replication {
+    /// Answer after the local persist; push to peers in the background.
+    #[default]
+    Async,
+    /// Answer once `acks` peers confirmed they persisted the change (the
+    /// counterpart of Hazelcast's synchronous backups), waiting at most the
+    /// sync timeout; [`SyncPolicy`] says what happens when fewer confirm.
+    Sync {
+        /// How many peers must confirm.
+        acks: usize,
+    },
+}
+
+/// What a `Replication::Sync` commit does when fewer peers than asked
+/// confirmed in time. The write is durable locally either way, and
+/// anti-entropy keeps replicating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// Answer success and log a warning (availability first). The default.
+    #[default]
+    Degrade,
+    /// Fail the request with [`Error::NotReplicated`](crate::Error::NotReplicated).
+    Fail,
+}
+
+/// The network settings of a node.
+///
+/// # Examples
+///
+/// ```
+/// use sessionmesh::net::{Config, Replication};
+///
+/// let net = Config::new([7u8; 32])
+///     .with_listen("/ip4/127.0.0.1/tcp/7001".parse().unwrap())
+///     .with_peer("/ip4/127.0.0.1/tcp/7002".parse().unwrap())
+///     .with_replication(Replication::Sync { acks: 1 });
+/// assert_eq!(net.replication(), Replication::Sync { acks: 1 });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) cluster_key: [u8; 32],
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) peers: Vec<Multiaddr>,
+    pub(crate) allow: Option<Vec<PeerId>>,
+    pub(crate) mdns: bool,
+    pub(crate) replication: Replication,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) anti_entropy_interval: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl Config {
+    /// A network for the cluster sharing `cluster_key`, listening nowhere
+    /// and knowing no peers yet.
+    #[must_use]
+    pub fn new(cluster_key: [u8; 32]) -> Self {
+        Self {
+            cluster_key,
+            listen: Vec::new(),
+            peers: Vec::new(),
+            allow: None,
+            mdns: false,
+            replication: Replication::Async,
+            sync_policy: SyncPolicy::Degrade,
+            sync_timeout: Duration::from_secs(2),
+            fetch_timeout: Duration::from_millis(500),
+            anti_entropy_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Parses a cluster key from 64 hex characters.
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is wrong with the text.
+    pub fn parse_key(hex: &str) -> Result<[u8; 32], String> {
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a cluster key is 64 hex characters".into());
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(key)
+    }
+
+    /// Listens on `addr` (repeatable; `/tcp/0` picks a free port).
+    #[must_use]
+    pub fn with_listen(mut self, addr: Multiaddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Keeps a connection to the peer at `addr`, redialling with back-off.
+    #[must_use]
+    pub fn with_peer(mut self, addr: Multiaddr) -> Self {
+        self.peers.push(addr);
+        self
+    }
+
+    /// Accepts connections only from these peers.
+    #[must_use]
+    pub fn with_allow_list(mut self, peers: impl IntoIterator<Item = PeerId>) -> Self {
+        self.allow = Some(peers.into_iter().collect());
+        self
+    }
+
+    /// Finds peers on the local network by mDNS (development only).
+    #[must_use]
+    pub fn with_mdns(mut self, on: bool) -> Self {
+        self.mdns = on;
+        self
+    }
+
+    /// How commits wait for peers.
+    #[must_use]
+    pub fn with_replication(mut self, replication: Replication) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// What a synchronous commit does when fewer peers confirm in time.
+    #[must_use]
+    pub fn with_sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// How long a synchronous commit waits for acknowledgements (2 s).
+    #[must_use]
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// How long a request for an unknown id waits for peers (500 ms).
+    #[must_use]
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// How often peers compare digests (5 s).
+    #[must_use]
+    pub fn with_anti_entropy_interval(mut self, interval: Duration) -> Self {
+        self.anti_entropy_interval = interval;
+        self
+    }
+
+    /// The replication mode.
+    #[must_use]
+    pub fn replication(&self) -> Replication {
+        self.replication
+    }
+}

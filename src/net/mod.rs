@@ -1,0 +1,57 @@
+//! Replication over libp2p: TCP, a private network keyed by the 32-byte
+//! cluster key, Noise, Yamux, and one request-response protocol
+//! (`/sessionmesh/repl/1`, CBOR) run by one actor task that owns the Swarm.
+//!
+//! # Protocol
+//!
+//! Every exchange is one request and one response between two nodes:
+//!
+//! | request | sent when | the receiver | response |
+//! |---|---|---|---|
+//! | `Push { key, changes }` | after every local commit, to every connected peer | applies the change chunk to its replica, persists it | `Ack { applied, missing_deps }`: `applied` only once the change is on its disk |
+//! | `Sync { key, msg }` | catch-up: a push hit missing dependencies, anti-entropy found a difference, or a request carried an id this node lacks (fetch on miss) | runs automerge's sync protocol with its state for (peer, document), persists what arrived | `Sync { msg, gone }`: the next sync message, or `gone` for a tombstoned session |
+//! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys }`: documents either side lacks or holds differently |
+//!
+//! The initiator of a sync repeats `Sync` rounds until neither side has
+//! anything to send (automerge's sync protocol needs a reliable, in-order
+//! exchange, which one request-response stream per round gives). Sync states
+//! live per (peer, document) and are dropped when the peer connects again.
+//!
+//! A node whose cluster key differs fails the private-network handshake, so
+//! it can neither read nor write anything. Every message, queue and pending
+//! request is bounded; a malformed message is dropped and logged.
+
+mod actor;
+mod config;
+mod handle;
+mod message;
+
+pub use config::{Config, Replication, SyncPolicy};
+pub(crate) use handle::{Handler, Network};
+pub(crate) use message::{DigestEntry, Request, Response};
+
+pub use libp2p::{Multiaddr, PeerId};
+
+use thiserror::Error;
+
+/// What can go wrong in the network layer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The swarm could not be built or could not listen (address in use,
+    /// malformed address). Fix the configuration.
+    #[error("network setup: {0}")]
+    Setup(String),
+    /// A request to a peer failed (disconnected, timed out, refused). The
+    /// operation can be retried; anti-entropy repairs what is missed.
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The network actor is gone (the node is shutting down).
+    #[error("the network is shut down")]
+    Closed,
+}

@@ -1,0 +1,274 @@
+//! The receiving side of replication, and the synchronous half of every
+//! sync round: all of it runs under the document's lock, on the blocking
+//! pool, and persists what arrived before it answers.
+
+use std::sync::atomic::Ordering;
+
+use automerge::sync;
+use libp2p::PeerId;
+
+use super::handle::Inner;
+use super::inner::{ms, Pushes};
+use crate::doc::{Op, SessionDoc, Status};
+use crate::id::DocKey;
+use crate::net::{DigestEntry, Handler, Request, Response};
+use crate::store::SlotState;
+use crate::Error;
+
+/// Documents compared per digest page.
+pub(crate) const DIGEST_PAGE: usize = 5_000;
+/// Sync states kept at most; past this the oldest peer's states are dropped
+/// (a dropped state only costs an extra round).
+const MAX_SYNC_STATES: usize = 100_000;
+
+/// One step of a sync round from this node's side.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send this message.
+    Send(Vec<u8>),
+    /// Nothing to say.
+    Quiet,
+    /// The session is a tombstone here.
+    Gone { ended: bool },
+}
+
+impl Inner {
+    fn take_state(&self, peer: PeerId, key: DocKey) -> sync::State {
+        let mut states = self
+            .sync_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.remove(&(peer, key)).unwrap_or_default()
+    }
+
+    fn put_state(&self, peer: PeerId, key: DocKey, st: sync::State) {
+        let mut states = self
+            .sync_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if states.len() >= MAX_SYNC_STATES {
+            states.clear();
+        }
+        states.insert((peer, key), st);
+    }
+
+    /// Drops every sync state shared with `peer` (a new connection starts
+    /// the protocol afresh).
+    pub(crate) fn reset_peer(&self, peer: PeerId) {
+        let mut states = self
+            .sync_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.retain(|(p, _), _| *p != peer);
+    }
+
+    /// Runs `f` on the document for `key`, creating an empty replica when
+    /// this node has none, and persists whatever `f` added. Returns `None`
+    /// for a tombstone (with whether it ended for good).
+    fn absorb<R>(
+        &self,
+        key: DocKey,
+        f: impl FnOnce(&mut SessionDoc) -> Result<R, Error>,
+    ) -> Result<Result<R, bool>, Error> {
+        self.with_slot(key, |inner, state| {
+            let was_missing = match state {
+                SlotState::Tombstone { ended } => return Ok(Err(*ended)),
+                SlotState::Missing => {
+                    let doc = SessionDoc::empty(inner.actor.clone());
+                    let summary = doc.summary()?;
+                    *state = SlotState::Doc {
+                        doc,
+                        record: None,
+                        summary,
+                    };
+                    true
+                }
+                _ => false,
+            };
+            let SlotState::Doc { doc, .. } = state else {
+                return Ok(Err(false));
+            };
+            let heads = doc.heads();
+            let out = match f(doc) {
+                Ok(out) => out,
+                Err(e) => {
+                    if was_missing {
+                        *state = SlotState::Missing;
+                    }
+                    return Err(e);
+                }
+            };
+            let changed = doc.heads() != heads;
+            let empty = doc.status(0) == Status::Empty;
+            if was_missing && empty {
+                // Nothing arrived that makes a session: hold nothing.
+                *state = SlotState::Missing;
+            } else if changed {
+                inner.persist_slot(key, state, &heads, inner.now())?;
+                if was_missing {
+                    inner.sessions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Ok(out))
+        })
+    }
+
+    /// A peer's change chunk.
+    pub(crate) fn apply_push(&self, key: DocKey, changes: &[u8]) -> Response {
+        match self.absorb(key, |doc| {
+            doc.load_incremental(changes)?;
+            Ok(doc.has_missing_deps())
+        }) {
+            Ok(Ok(missing_deps)) => Response::Ack {
+                applied: !missing_deps,
+                missing_deps,
+            },
+            Ok(Err(_gone)) => Response::Ack {
+                applied: false,
+                missing_deps: false,
+            },
+            Err(e) => refuse(key, &e),
+        }
+    }
+
+    /// This node's next message for `peer` about `key`.
+    pub(crate) fn sync_generate(&self, peer: PeerId, key: DocKey) -> Result<Step, Error> {
+        let mut st = self.take_state(peer, key);
+        let out = self.absorb(key, |doc| Ok(doc.generate_sync_message(&mut st)));
+        self.put_state(peer, key, st);
+        Ok(match out? {
+            Ok(Some(m)) => Step::Send(m),
+            Ok(None) => Step::Quiet,
+            Err(ended) => Step::Gone { ended },
+        })
+    }
+
+    /// Applies `peer`'s sync message about `key`.
+    pub(crate) fn sync_receive(
+        &self,
+        peer: PeerId,
+        key: DocKey,
+        msg: &[u8],
+    ) -> Result<Step, Error> {
+        let mut st = self.take_state(peer, key);
+        let out = self.absorb(key, |doc| {
+            doc.receive_sync_message(&mut st, msg).map_err(Error::from)
+        });
+        self.put_state(peer, key, st);
+        Ok(match out? {
+            Ok(()) => Step::Quiet,
+            Err(ended) => Step::Gone { ended },
+        })
+    }
+
+    fn answer_sync(&self, peer: PeerId, key: DocKey, msg: &[u8]) -> Response {
+        let step = self.sync_receive(peer, key, msg).and_then(|s| match s {
+            Step::Quiet => self.sync_generate(peer, key),
+            gone => Ok(gone),
+        });
+        match step {
+            Ok(Step::Send(m)) => Response::Sync {
+                msg: Some(m.into()),
+                gone: false,
+                ended: false,
+            },
+            Ok(Step::Quiet) => Response::Sync {
+                msg: None,
+                gone: false,
+                ended: false,
+            },
+            Ok(Step::Gone { ended }) => Response::Sync {
+                msg: None,
+                gone: true,
+                ended,
+            },
+            Err(e) => refuse(key, &e),
+        }
+    }
+
+    /// Keys in `[from, to)` that this node and the sender hold differently.
+    fn answer_digest(&self, from: &[u8], to: &[u8], entries: &[DigestEntry]) -> Response {
+        let to = (!to.is_empty()).then_some(to);
+        let mine = match self.db.digest(from, to, self.now(), usize::MAX) {
+            Ok(m) => m,
+            Err(e) => {
+                return Response::Refused {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        let theirs: std::collections::HashMap<[u8; 16], u64> = entries
+            .iter()
+            .map(|e| (e.key.into_array(), e.heads))
+            .collect();
+        let mut keys: Vec<serde_bytes::ByteArray<16>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, h) in &mine {
+            seen.insert(*k.as_bytes());
+            if theirs.get(k.as_bytes()) != Some(h) {
+                keys.push(serde_bytes::ByteArray::new(*k.as_bytes()));
+            }
+        }
+        for k in theirs.keys() {
+            if !seen.contains(k) {
+                keys.push(serde_bytes::ByteArray::new(*k));
+            }
+        }
+        Response::Differ { keys }
+    }
+
+    /// A peer says `key` ended for good (it holds an invalidated or rotated
+    /// tombstone): end it here too.
+    pub(crate) fn end(&self, key: DocKey) -> Result<Pushes, Error> {
+        let (_, pushes) = self.commit(key, &[Op::Invalidate])?;
+        Ok(pushes)
+    }
+
+    pub(crate) fn digest_page(&self, from: &[u8]) -> Result<Vec<DigestEntry>, Error> {
+        Ok(self
+            .db
+            .digest(from, None, self.now(), DIGEST_PAGE)?
+            .into_iter()
+            .map(|(k, heads)| DigestEntry {
+                key: serde_bytes::ByteArray::new(*k.as_bytes()),
+                heads,
+            })
+            .collect())
+    }
+
+    pub(crate) fn fetch_timeout_ms(&self) -> u64 {
+        self.config.net.as_ref().map_or(0, |n| ms(n.fetch_timeout))
+    }
+}
+
+fn refuse(key: DocKey, e: &Error) -> Response {
+    tracing::warn!(session = %key.short(), error = %e, "peer message refused");
+    Response::Refused {
+        reason: e.to_string(),
+    }
+}
+
+impl Handler for Inner {
+    fn on_request(&self, _peer: PeerId, req: Request) -> Response {
+        match req {
+            Request::Push { key, changes } => {
+                self.apply_push(DocKey::from_array(key.into_array()), &changes)
+            }
+            Request::Sync { key, msg } => {
+                self.answer_sync(_peer, DocKey::from_array(key.into_array()), &msg)
+            }
+            Request::Digest { from, to, entries } => self.answer_digest(&from, &to, &entries),
+        }
+    }
+
+    fn on_connected(&self, peer: PeerId) {
+        self.reset_peer(peer);
+        if let Some(me) = self.me.upgrade() {
+            self.runtime.spawn(super::replicate::anti_entropy(me, peer));
+        }
+    }
+
+    fn on_disconnected(&self, peer: PeerId) {
+        self.reset_peer(peer);
+    }
+}

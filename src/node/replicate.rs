@@ -1,0 +1,252 @@
+//! The sending side of replication: push after commit (waiting for acks
+//! under `Replication::Sync`), sync rounds, anti-entropy and fetch on miss.
+//! Storage work runs through [`run_sync`] so it never stalls a worker that
+//! other tasks wait on.
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use serde_bytes::{ByteArray, ByteBuf};
+
+use super::handle::{run_sync, Inner};
+use super::inner::Pushes;
+use super::replica::{Step, DIGEST_PAGE};
+use crate::id::DocKey;
+use crate::net::{self, Network, Replication, Request, Response, SyncPolicy};
+use crate::Error;
+
+/// Rounds of one sync exchange at most; automerge needs a handful.
+const MAX_ROUNDS: usize = 32;
+
+fn unexpected(peer: PeerId, what: &str) -> Error {
+    net::Error::Request {
+        peer,
+        reason: format!("unexpected answer to {what}"),
+    }
+    .into()
+}
+
+/// Sends `pushes` to every connected peer. With `wait` and
+/// `Replication::Sync { acks }`, returns once `acks` peers persisted them
+/// (or the sync timeout passed, then the sync policy decides).
+pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Result<(), Error> {
+    let (Some(net), Some(cfg)) = (inner.net.get().cloned(), inner.config.net.as_ref()) else {
+        return Ok(());
+    };
+    if pushes.is_empty() {
+        return Ok(());
+    }
+    let peers = net.peers().await;
+    let acks = match cfg.replication {
+        Replication::Sync { acks } if wait && acks > 0 => acks,
+        _ => {
+            // Background push, bounded: past the bound anti-entropy carries it.
+            let Ok(permit) = Arc::clone(&inner.push_slots).try_acquire_owned() else {
+                tracing::debug!("push backlog full; anti-entropy will carry the change");
+                return Ok(());
+            };
+            let inner = Arc::clone(inner);
+            tokio::spawn(async move {
+                let mut all: FuturesUnordered<_> = peers
+                    .into_iter()
+                    .map(|p| push_to(&inner, &net, p, &pushes))
+                    .collect();
+                while all.next().await.is_some() {}
+                drop(permit);
+            });
+            return Ok(());
+        }
+    };
+    let mut acked = 0;
+    {
+        let mut all: FuturesUnordered<_> = peers
+            .iter()
+            .map(|p| push_to(inner, &net, *p, &pushes))
+            .collect();
+        let deadline = tokio::time::sleep(cfg.sync_timeout);
+        tokio::pin!(deadline);
+        while acked < acks {
+            tokio::select! {
+                next = all.next() => match next {
+                    Some(true) => acked += 1,
+                    Some(false) => {}
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+    }
+    if acked >= acks {
+        return Ok(());
+    }
+    match cfg.sync_policy {
+        SyncPolicy::Fail => Err(Error::NotReplicated {
+            acked,
+            wanted: acks,
+        }),
+        SyncPolicy::Degrade => {
+            tracing::warn!(
+                acked,
+                wanted = acks,
+                "write confirmed by fewer peers than asked"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Pushes the chunks to one peer in order; true when all are persisted there.
+async fn push_to(inner: &Arc<Inner>, net: &Network, peer: PeerId, pushes: &Pushes) -> bool {
+    let mut all = true;
+    for (key, chunk) in pushes {
+        let req = Request::Push {
+            key: ByteArray::new(*key.as_bytes()),
+            changes: ByteBuf::from(chunk.clone()),
+        };
+        let ok = match net.request(peer, req).await {
+            Ok(Response::Ack { applied: true, .. }) => true,
+            // The peer lacks earlier changes: catch it up with a sync.
+            Ok(Response::Ack {
+                missing_deps: true, ..
+            }) => sync_with(inner, net, peer, *key).await.is_ok(),
+            Ok(other) => {
+                tracing::debug!(%peer, ?other, "push not applied");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "push failed");
+                false
+            }
+        };
+        all &= ok;
+    }
+    all
+}
+
+/// Runs automerge's sync protocol for `key` with `peer` until neither side
+/// has anything to send.
+pub(crate) async fn sync_with(
+    inner: &Arc<Inner>,
+    net: &Network,
+    peer: PeerId,
+    key: DocKey,
+) -> Result<(), Error> {
+    let mut step = run_sync(inner, |i| i.sync_generate(peer, key))?;
+    for _ in 0..MAX_ROUNDS {
+        let Step::Send(msg) = step else { return Ok(()) };
+        let req = Request::Sync {
+            key: ByteArray::new(*key.as_bytes()),
+            msg: ByteBuf::from(msg),
+        };
+        match net.request(peer, req).await? {
+            Response::Sync {
+                gone: true, ended, ..
+            } => {
+                if ended {
+                    // Ended for good on the peer: end it here too. Other peers
+                    // hear of it through anti-entropy (pushing from here would
+                    // make push and sync recursive).
+                    run_sync(inner, |i| i.end(key))?;
+                }
+                return Ok(());
+            }
+            Response::Sync { msg: Some(m), .. } => {
+                run_sync(inner, |i| i.sync_receive(peer, key, &m))?;
+            }
+            Response::Sync { msg: None, .. } => {}
+            Response::Refused { reason } => return Err(net::Error::Request { peer, reason }.into()),
+            _ => return Err(unexpected(peer, "sync")),
+        }
+        step = run_sync(inner, |i| i.sync_generate(peer, key))?;
+    }
+    Ok(())
+}
+
+/// Compares digests with `peer` page by page and syncs every document that
+/// differs.
+pub(crate) async fn anti_entropy(inner: Arc<Inner>, peer: PeerId) {
+    let Some(net) = inner.net.get().cloned() else {
+        return;
+    };
+    if let Err(e) = anti_entropy_with(&inner, &net, peer).await {
+        tracing::debug!(%peer, error = %e, "anti-entropy round failed; will retry");
+    }
+}
+
+async fn anti_entropy_with(inner: &Arc<Inner>, net: &Network, peer: PeerId) -> Result<(), Error> {
+    let mut from: Vec<u8> = Vec::new();
+    loop {
+        let mut entries = run_sync(inner, |i| i.digest_page(&from))?;
+        let to = if entries.len() > DIGEST_PAGE {
+            let last = entries.pop().map(|e| e.key.to_vec()).unwrap_or_default();
+            last
+        } else {
+            Vec::new()
+        };
+        let req = Request::Digest {
+            from: ByteBuf::from(from.clone()),
+            to: ByteBuf::from(to.clone()),
+            entries,
+        };
+        let Response::Differ { keys } = net.request(peer, req).await? else {
+            return Err(unexpected(peer, "digest"));
+        };
+        for k in keys {
+            let key = DocKey::from_array(k.into_array());
+            if let Err(e) = sync_with(inner, net, peer, key).await {
+                tracing::debug!(%peer, session = %key.short(), error = %e, "sync failed");
+            }
+        }
+        if to.is_empty() {
+            return Ok(());
+        }
+        from = to;
+    }
+}
+
+/// Asks every connected peer for `key`, waiting at most the fetch timeout.
+pub(crate) async fn fetch(inner: &Arc<Inner>, key: DocKey) {
+    let Some(net) = inner.net.get().cloned() else {
+        return;
+    };
+    let Ok(_permit) = Arc::clone(&inner.fetch_slots).try_acquire_owned() else {
+        tracing::debug!(session = %key.short(), "too many fetches in flight; treating the id as unknown");
+        return;
+    };
+    let peers = net.peers().await;
+    if peers.is_empty() {
+        return;
+    }
+    let timeout = std::time::Duration::from_millis(inner.fetch_timeout_ms());
+    let all: FuturesUnordered<_> = peers
+        .iter()
+        .map(|p| sync_with(inner, &net, *p, key))
+        .collect();
+    let _ = tokio::time::timeout(timeout, all.collect::<Vec<_>>()).await;
+}
+
+/// Anti-entropy with every peer, every interval, until shutdown.
+pub(crate) fn spawn_periodic(inner: &Arc<Inner>) -> Option<tokio::task::JoinHandle<()>> {
+    let period = inner.config.net.as_ref()?.anti_entropy_interval;
+    let weak = Arc::downgrade(inner);
+    let mut stop = inner.shutdown.subscribe();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(net) = inner.net.get().cloned() else {
+                return;
+            };
+            for peer in net.peers().await {
+                anti_entropy(Arc::clone(&inner), peer).await;
+            }
+        }
+    }))
+}
