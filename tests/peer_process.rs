@@ -189,3 +189,103 @@ async fn every_acknowledged_write_survives_sigkill() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// Three peer processes with `--replication sync`; writers hit A, A is
+/// killed with `SIGKILL` mid-traffic, and every write A acknowledged is
+/// served by B and C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
+    let key = "2a".repeat(32);
+    let p2p: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{}", p2p[i]),
+            "--cluster-key".to_owned(),
+            key.clone(),
+            "--replication".to_owned(),
+            "sync".to_owned(),
+        ];
+        for (j, port) in p2p.iter().enumerate() {
+            if j != i {
+                args.push("--peer".to_owned());
+                args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
+            }
+        }
+        peers.push(PeerProcess::start_with(dirs[i].path(), &args).await);
+    }
+    let http = Client::new();
+    for p in &peers {
+        common::eventually("mesh", || async {
+            let c: serde_json::Value = http
+                .get(format!("{}/cluster", p.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            c["peers"].as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+    }
+    let first = http
+        .put(format!("{}/session/seed", peers[0].base))
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&first).unwrap();
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (http, base, cookie, acked) = (
+            http.clone(),
+            peers[0].base.clone(),
+            cookie.clone(),
+            Arc::clone(&acked),
+        );
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let key = format!("w{w}-{i}");
+                let res = http
+                    .put(format!("{base}/session/{key}"))
+                    .header(header::COOKIE, &cookie)
+                    .body(i.to_string())
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == StatusCode::NO_CONTENT => {
+                        acked.lock().unwrap().insert(key);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    peers[0].kill();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    for p in &peers[1..] {
+        common::eventually("every acknowledged write on the survivors", || async {
+            let all: serde_json::Value = http
+                .get(format!("{}/session", p.base))
+                .header(header::COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            acked.iter().all(|k| all.get(k).is_some())
+        })
+        .await;
+    }
+}

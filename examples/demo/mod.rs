@@ -106,9 +106,13 @@ async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
 }
 
 async fn cluster(State(node): State<Node>) -> Json<Value> {
+    let peer_id = node
+        .peer_id()
+        .map_or_else(|| node.node_id().to_string(), |p| p.to_string());
+    let peers: Vec<String> = node.peers().await.iter().map(ToString::to_string).collect();
     Json(json!({
-        "peer_id": node.node_id().to_string(),
-        "peers": [],
+        "peer_id": peer_id,
+        "peers": peers,
         "sessions": node.session_count(),
     }))
 }

@@ -244,7 +244,6 @@ impl Node {
         replicate::push(&self.inner, pushes, false).await?;
         match found {
             Loaded::Live(view) => Ok(Some(view)),
-            Loaded::Gone => Ok(None),
             Loaded::Missing if self.inner.net.get().is_some() => {
                 replicate::fetch(&self.inner, key).await;
                 let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
@@ -254,7 +253,7 @@ impl Node {
                     _ => None,
                 })
             }
-            Loaded::Missing => Ok(None),
+            Loaded::Gone | Loaded::Missing => Ok(None),
         }
     }
 

@@ -294,7 +294,7 @@ impl Inner {
                 match self.db.compact(key, &doc.save(), rec) {
                     Ok(r) => rec = r,
                     Err(e) => {
-                        tracing::warn!(session = %key.short(), error = %e, "compaction failed")
+                        tracing::warn!(session = %key.short(), error = %e, "compaction failed");
                     }
                 }
             }

@@ -227,7 +227,7 @@ impl Inner {
     pub(crate) fn digest_page(&self, from: &[u8]) -> Result<Vec<DigestEntry>, Error> {
         Ok(self
             .db
-            .digest(from, None, self.now(), DIGEST_PAGE)?
+            .digest(from, None, self.now(), DIGEST_PAGE + 1)?
             .into_iter()
             .map(|(k, heads)| DigestEntry {
                 key: serde_bytes::ByteArray::new(*k.as_bytes()),

@@ -178,9 +178,10 @@ async fn anti_entropy_with(inner: &Arc<Inner>, net: &Network, peer: PeerId) -> R
     let mut from: Vec<u8> = Vec::new();
     loop {
         let mut entries = run_sync(inner, |i| i.digest_page(&from))?;
+        // The page holds one entry more than it sends: that entry's key ends
+        // this page's range and starts the next.
         let to = if entries.len() > DIGEST_PAGE {
-            let last = entries.pop().map(|e| e.key.to_vec()).unwrap_or_default();
-            last
+            entries.pop().map(|e| e.key.to_vec()).unwrap_or_default()
         } else {
             Vec::new()
         };

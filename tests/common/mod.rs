@@ -103,10 +103,15 @@ pub struct PeerProcess {
 
 impl PeerProcess {
     pub async fn start(data: &Path) -> Self {
+        Self::start_with(data, &[]).await
+    }
+
+    pub async fn start_with(data: &Path, extra: &[String]) -> Self {
         let port = free_port();
         let child = Command::new(peer_binary())
             .args(["--http", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -135,4 +140,61 @@ impl Drop for PeerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A cluster key for tests.
+pub const KEY: [u8; 32] = [42; 32];
+
+/// A node with a network listening on a free loopback port.
+pub async fn net_node(
+    dir: &Path,
+    key: [u8; 32],
+    replication: sessionmesh::net::Replication,
+) -> Node {
+    let net = sessionmesh::net::Config::new(key)
+        .with_listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .with_replication(replication)
+        .with_anti_entropy_interval(std::time::Duration::from_millis(200))
+        .with_fetch_timeout(std::time::Duration::from_secs(2));
+    let config = Config::new(dir).with_network(net);
+    Node::open(config).await.expect("open node")
+}
+
+/// Connects every node to every other and waits until all see each other.
+pub async fn mesh(nodes: &[&Node]) {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            let addr = b
+                .listen_addrs()
+                .await
+                .into_iter()
+                .next()
+                .expect("listening");
+            a.add_peer(addr).await.expect("add peer");
+        }
+    }
+    for a in nodes {
+        for b in nodes {
+            let peer = b.peer_id().expect("network");
+            if a.peer_id() != Some(peer) {
+                eventually("full mesh", || async { a.peers().await.contains(&peer) }).await;
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds, for at most 15 s.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(15) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
 }

@@ -1,0 +1,85 @@
+//! Three sessionmesh nodes on localhost in one process, each serving the
+//! demo app of DESIGN.md §7, replicating to each other over libp2p.
+//!
+//! Run with:
+//!
+//! ```text
+//! cargo run --release --example cluster            # http://127.0.0.1:8081 ... 8083
+//! curl -c jar -b jar -X PUT localhost:8081/session/user -d '"ada"'
+//! curl -c jar -b jar localhost:8082/session          # the same session, another node
+//! ```
+//!
+//! Flags: `--http-base <port>` (default 8081; the nodes take three ports from
+//! there) and `--data <dir>` (default `./data`; one subdirectory per node).
+
+mod demo;
+
+use std::path::PathBuf;
+
+use sessionmesh::net::{self, Replication};
+use sessionmesh::{Config, Node};
+
+const NODES: u16 = 3;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let (mut base, mut data) = (8081u16, PathBuf::from("./data"));
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--http-base", Some(v)) => base = v.parse()?,
+            ("--data", Some(v)) => data = PathBuf::from(v),
+            _ => {
+                return Err(format!(
+                    "usage: cluster [--http-base <port>] [--data <dir>] (got {flag})"
+                )
+                .into())
+            }
+        }
+    }
+    // One key for this run; the nodes live in this process.
+    let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap_or(0) ^ 0x5a);
+    let mut nodes = Vec::new();
+    for i in 0..NODES {
+        let net = net::Config::new(key)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse()?)
+            .with_replication(Replication::Async);
+        let name = char::from(b'a' + u8::try_from(i)?);
+        let node = Node::open(Config::new(data.join(name.to_string())).with_network(net)).await?;
+        nodes.push(node);
+    }
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            for addr in b.listen_addrs().await {
+                a.add_peer(addr).await?;
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let port = base + u16::try_from(i)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!(
+            "node {i}: http://127.0.0.1:{port}  peer {}",
+            node.peer_id().map(|p| p.to_string()).unwrap_or_default()
+        );
+        let app = demo::app(node.clone());
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, app).await },
+        ));
+    }
+    println!("three nodes up; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    for s in &servers {
+        s.abort();
+    }
+    for node in &nodes {
+        node.shutdown().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Several nodes in one process, replicating over real TCP on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{eventually, mesh, net_node, KEY};
+use serde_json::Value;
+use sessionmesh::doc::Op;
+use sessionmesh::net::Replication;
+use sessionmesh::{Node, SessionId};
+
+fn insert(key: &str, json: &str) -> Op {
+    Op::Insert {
+        key: key.into(),
+        json: json.into(),
+    }
+}
+
+async fn attrs(node: &Node, id: &SessionId) -> Option<BTreeMap<String, Value>> {
+    node.load(id).await.unwrap().map(|v| v.attributes)
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn cluster(n: usize, replication: Replication) -> Cluster {
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        nodes.push(net_node(dir.path(), KEY, replication).await);
+        dirs.push(dir);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    Cluster { nodes, _dirs: dirs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_on_a_read_on_b() {
+    let c = cluster(2, Replication::Sync { acks: 1 }).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let id = SessionId::random();
+    a.create(&id, &[insert("user", "\"ada\"")]).await.unwrap();
+    // Synchronous replication: on B the moment A answers.
+    assert_eq!(attrs(b, &id).await.unwrap()["user"], "ada");
+    a.commit(&id, &[insert("cart", "[1]")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attrs(b, &id).await.unwrap()["cart"], serde_json::json!([1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_on_miss_serves_an_id_this_node_never_saw() {
+    // A line: B - A - C. Anti-entropy only at connection time (the interval is
+    // an hour), so B can learn of C's new session only by asking A.
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let net = sessionmesh::net::Config::new(KEY)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .with_replication(Replication::Sync { acks: 1 })
+            .with_anti_entropy_interval(std::time::Duration::from_secs(3_600));
+        let config = sessionmesh::Config::new(dir.path()).with_network(net);
+        nodes.push(Node::open(config).await.unwrap());
+        dirs.push(dir);
+    }
+    let (a, b, cc) = (&nodes[0], &nodes[1], &nodes[2]);
+    mesh(&[a, b]).await;
+    mesh(&[a, cc]).await;
+    let id = SessionId::random();
+    cc.create(&id, &[insert("k", "1")]).await.unwrap();
+    assert_eq!(a.session_count(), 1, "acked by A");
+    assert_eq!(b.session_count(), 0, "B has not heard of it");
+    assert_eq!(attrs(b, &id).await.unwrap()["k"], 1);
+    assert_eq!(b.session_count(), 1, "the fetched session is kept");
+    // An id nobody issued stays unknown.
+    assert_eq!(attrs(b, &SessionId::random()).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_three_nodes_all_survive_and_increments_sum() {
+    let c = cluster(3, Replication::Sync { acks: 2 }).await;
+    let id = SessionId::random();
+    c.nodes[0]
+        .create(&id, &[insert("start", "0")])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        let (node, id) = (node.clone(), id);
+        tasks.push(tokio::spawn(async move {
+            for j in 0..10 {
+                let ops = [
+                    insert(&format!("n{i}-{j}"), &j.to_string()),
+                    Op::Increment {
+                        key: "hits".into(),
+                        by: 1,
+                    },
+                ];
+                node.commit(&id, &ops).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for node in &c.nodes {
+        eventually("every write on every node", || async {
+            let a = attrs(node, &id).await.unwrap_or_default();
+            a.get("hits") == Some(&Value::from(30))
+                && (0..3).all(|i| (0..10).all(|j| a.contains_key(&format!("n{i}-{j}"))))
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_node_s_sessions_are_served_by_the_others_at_once() {
+    let mut c = cluster(3, Replication::Sync { acks: 2 }).await;
+    let ids: Vec<SessionId> = (0..20).map(|_| SessionId::random()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        c.nodes[0]
+            .create(id, &[insert("i", &i.to_string())])
+            .await
+            .unwrap();
+    }
+    let a = c.nodes.remove(0);
+    drop(a); // no shutdown: the node just goes away
+    for node in &c.nodes {
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                attrs(node, id).await.unwrap()["i"],
+                i,
+                "acked on two peers, so here"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_and_a_new_empty_node_catch_up_without_requests() {
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        nodes.push(net_node(dir.path(), KEY, Replication::Async).await);
+        dirs.push(dir);
+    }
+    mesh(&[&nodes[0], &nodes[1]]).await;
+    let id = SessionId::random();
+    nodes[0].create(&id, &[insert("v", "1")]).await.unwrap();
+    eventually("replicated", || async { nodes[1].session_count() == 1 }).await;
+    // Restart B from its data directory while A keeps writing.
+    let b = nodes.pop().unwrap();
+    let b_peer = b.peer_id().unwrap();
+    b.shutdown().await.unwrap();
+    drop(b);
+    nodes[0]
+        .commit(&id, &[insert("v", "2")])
+        .await
+        .unwrap()
+        .unwrap();
+    let more: Vec<SessionId> = (0..5).map(|_| SessionId::random()).collect();
+    for m in &more {
+        nodes[0].create(m, &[insert("m", "1")]).await.unwrap();
+    }
+    let b = net_node(dirs[1].path(), KEY, Replication::Async).await;
+    assert_eq!(
+        b.peer_id().unwrap(),
+        b_peer,
+        "the peer id survives a restart"
+    );
+    mesh(&[&nodes[0], &b]).await;
+    eventually("restarted node caught up", || async {
+        b.session_count() == 6
+    })
+    .await;
+    assert_eq!(attrs(&b, &id).await.unwrap()["v"], 2);
+    // A brand-new node with an empty directory.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = net_node(dir.path(), KEY, Replication::Async).await;
+    mesh(&[&nodes[0], &b, &fresh]).await;
+    eventually("new node caught up", || async {
+        fresh.session_count() == 6
+    })
+    .await;
+    for m in &more {
+        assert_eq!(attrs(&fresh, m).await.unwrap()["m"], 1);
+    }
+}
+
+async fn partition(side_a: &[&Node], side_b: &[&Node], blocked: bool) {
+    for x in side_a {
+        for y in side_b {
+            x.set_blocked(y.peer_id().unwrap(), blocked).await.unwrap();
+            y.set_blocked(x.peer_id().unwrap(), blocked).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_both_sides_write_then_heal_and_converge() {
+    let c = cluster(3, Replication::Async).await;
+    let (a, b, cc) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    let id = SessionId::random();
+    let doomed = SessionId::random();
+    a.create(&id, &[insert("base", "0")]).await.unwrap();
+    a.create(&doomed, &[insert("x", "0")]).await.unwrap();
+    for n in [b, cc] {
+        eventually("replicated", || async { n.session_count() == 2 }).await;
+    }
+    partition(&[a], &[b, cc], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    // Both sides keep serving and writing.
+    a.commit(
+        &id,
+        &[
+            insert("left", "1"),
+            Op::Increment {
+                key: "n".into(),
+                by: 2,
+            },
+        ],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    b.commit(
+        &id,
+        &[
+            insert("right", "1"),
+            Op::Increment {
+                key: "n".into(),
+                by: 3,
+            },
+        ],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Invalidate on one side, write on the other.
+    a.commit(&doomed, &[Op::Invalidate]).await.unwrap();
+    cc.commit(&doomed, &[insert("late", "1")])
+        .await
+        .unwrap()
+        .unwrap();
+    partition(&[a], &[b, cc], false).await;
+    for n in [a, b, cc] {
+        eventually("converged", || async {
+            let v = attrs(n, &id).await.unwrap_or_default();
+            v.contains_key("left") && v.contains_key("right") && v.get("n") == Some(&Value::from(5))
+        })
+        .await;
+        eventually("invalidation wins after heal", || async {
+            attrs(n, &doomed).await.is_none()
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_cluster_key_can_neither_read_nor_write() {
+    let c = cluster(2, Replication::Async).await;
+    let dir = tempfile::tempdir().unwrap();
+    let intruder = net_node(dir.path(), [7; 32], Replication::Async).await;
+    let addr = c.nodes[0].listen_addrs().await[0].clone();
+    intruder.add_peer(addr).await.unwrap();
+    let id = SessionId::random();
+    c.nodes[0]
+        .create(&id, &[insert("secret", "1")])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(intruder.peers().await.is_empty(), "handshake must fail");
+    assert!(c.nodes[0].peers().await.len() == 1);
+    assert_eq!(attrs(&intruder, &id).await, None);
+    // Its writes go nowhere.
+    let own = SessionId::random();
+    intruder.create(&own, &[insert("x", "1")]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(attrs(&c.nodes[0], &own).await, None);
+    assert_eq!(c.nodes[0].session_count(), 1);
+}
