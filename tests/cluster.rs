@@ -288,3 +288,115 @@ async fn a_node_with_another_cluster_key_can_neither_read_nor_write() {
     assert_eq!(attrs(&c.nodes[0], &own).await, None);
     assert_eq!(c.nodes[0].session_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_policy_fail_reports_too_few_acks_but_keeps_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = sessionmesh::net::Config::new(KEY)
+        .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .with_replication(Replication::Sync { acks: 2 })
+        .with_sync_policy(sessionmesh::net::SyncPolicy::Fail)
+        .with_sync_timeout(std::time::Duration::from_millis(300));
+    let a = Node::open(sessionmesh::Config::new(dir.path()).with_network(net))
+        .await
+        .unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = net_node(dir_b.path(), KEY, Replication::Async).await;
+    mesh(&[&a, &b]).await;
+    let id = SessionId::random();
+    let err = a.create(&id, &[insert("k", "1")]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            sessionmesh::Error::NotReplicated {
+                acked: 1,
+                wanted: 2
+            }
+        ),
+        "{err}"
+    );
+    // Persisted here and on the one peer that answered.
+    assert_eq!(attrs(&a, &id).await.unwrap()["k"], 1);
+    assert_eq!(attrs(&b, &id).await.unwrap()["k"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_kills_the_old_id_on_every_node() {
+    let c = cluster(3, Replication::Sync { acks: 2 }).await;
+    let old = SessionId::random();
+    c.nodes[0]
+        .create(&old, &[insert("user", "\"ada\"")])
+        .await
+        .unwrap();
+    let new = SessionId::random();
+    c.nodes[1]
+        .rotate(&old, &new, &[insert("role", "\"admin\"")])
+        .await
+        .unwrap()
+        .unwrap();
+    for n in &c.nodes {
+        eventually("old id dead, new id live everywhere", || async {
+            attrs(n, &old).await.is_none()
+                && attrs(n, &new)
+                    .await
+                    .is_some_and(|a| a.get("user") == Some(&Value::from("ada")))
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_is_never_resurrected_and_ends_a_stale_live_copy() {
+    // A ends the session and collects it while B is cut off with a live copy.
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let net = sessionmesh::net::Config::new(KEY)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .with_anti_entropy_interval(std::time::Duration::from_millis(200));
+        let config = sessionmesh::Config::new(dir.path())
+            .with_network(net)
+            .with_tombstone_grace(std::time::Duration::ZERO);
+        nodes.push(Node::open(config).await.unwrap());
+        dirs.push(dir);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    mesh(&[a, b]).await;
+    let id = SessionId::random();
+    a.create(&id, &[insert("k", "1")]).await.unwrap();
+    eventually("replicated", || async { b.session_count() == 1 }).await;
+    partition(&[a], &[b], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    a.commit(&id, &[Op::Invalidate]).await.unwrap();
+    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    assert_eq!(attrs(b, &id).await.unwrap()["k"], 1, "B still has its copy");
+    partition(&[a], &[b], false).await;
+    eventually("the stale copy ends", || async {
+        attrs(b, &id).await.is_none()
+    })
+    .await;
+    // And A never takes the document back.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(attrs(a, &id).await, None);
+    assert_eq!(a.session_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_keeps_other_peers_out() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = net_node(dir_b.path(), KEY, Replication::Async).await;
+    // A allows only a peer id that is not B's.
+    let stranger = sessionmesh::net::PeerId::random();
+    let net = sessionmesh::net::Config::new(KEY)
+        .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .with_allow_list([stranger]);
+    let a = Node::open(sessionmesh::Config::new(dir_a.path()).with_network(net))
+        .await
+        .unwrap();
+    b.add_peer(a.listen_addrs().await[0].clone()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(a.peers().await.is_empty());
+    assert!(b.peers().await.is_empty());
+}

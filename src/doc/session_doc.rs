@@ -348,6 +348,21 @@ impl SessionDoc {
         u64::from_be_bytes(out)
     }
 
+    /// Applies one change chunk from a peer (what a commit's `save_after`
+    /// produced). Strict: bytes that are not exactly one well-formed change
+    /// are an error and change nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] for malformed bytes; [`Error::Automerge`] when the
+    /// change does not apply.
+    pub fn apply_change_chunk(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let change = automerge::Change::from_bytes(bytes.to_vec())
+            .map_err(|e| Error::Sync(e.to_string()))?;
+        self.doc.apply_changes([change])?;
+        Ok(())
+    }
+
     /// An independent copy that writes as `actor`.
     #[must_use]
     pub fn fork_as(&mut self, actor: ActorId) -> Self {

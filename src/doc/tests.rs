@@ -225,3 +225,23 @@ fn unserializable_values_are_errors() {
     assert!(matches!(a.insert("bad", &m), Err(Error::Serialize(_))));
     assert_eq!(a.get_json("bad").unwrap(), None);
 }
+
+#[test]
+fn a_commit_chunk_applies_on_a_replica_and_garbage_does_not() {
+    let (mut a, na, mut b, _) = pair();
+    let heads = a.heads();
+    a.increment("n", 2, na).unwrap();
+    a.commit();
+    let chunk = a.save_after(&heads);
+    b.apply_change_chunk(&chunk).unwrap();
+    assert_eq!(b.get::<i64>("n").unwrap(), Some(2));
+    assert!(!b.has_missing_deps());
+    // A duplicate is harmless; garbage is an error and changes nothing.
+    b.apply_change_chunk(&chunk).unwrap();
+    let before = b.heads();
+    for junk in [&b""[..], b"\x85\x6f\x4a\x83", &[0xffu8; 64][..]] {
+        assert!(b.apply_change_chunk(junk).is_err());
+    }
+    assert_eq!(b.heads(), before);
+    assert_eq!(a.heads_hash(), b.heads_hash());
+}

@@ -99,9 +99,11 @@ impl Inner {
                 }
             };
             let changed = doc.heads() != heads;
-            let empty = doc.status(0) == Status::Empty;
-            if was_missing && empty {
-                // Nothing arrived that makes a session: hold nothing.
+            if was_missing && doc.status(inner.now()) != Status::Live {
+                // Hold a replica only of a live session: nothing usable arrived
+                // yet, or the session is dead on arrival (expired, ended, or
+                // collected here long ago and brought back by a node that was
+                // away): it could never be served, so it is not kept.
                 *state = SlotState::Missing;
             } else if changed {
                 inner.persist_slot(key, state, &heads, inner.now())?;
@@ -115,8 +117,13 @@ impl Inner {
 
     /// A peer's change chunk.
     pub(crate) fn apply_push(&self, key: DocKey, changes: &[u8]) -> Response {
+        if changes.is_empty() {
+            return Response::Refused {
+                reason: "empty push".into(),
+            };
+        }
         match self.absorb(key, |doc| {
-            doc.load_incremental(changes)?;
+            doc.apply_change_chunk(changes)?;
             Ok(doc.has_missing_deps())
         }) {
             Ok(Ok(missing_deps)) => Response::Ack {

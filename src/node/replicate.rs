@@ -18,6 +18,8 @@ use crate::Error;
 
 /// Rounds of one sync exchange at most; automerge needs a handful.
 const MAX_ROUNDS: usize = 32;
+/// Documents synced at once with one peer during anti-entropy.
+const SYNC_CONCURRENCY: usize = 16;
 
 fn unexpected(peer: PeerId, what: &str) -> Error {
     net::Error::Request {
@@ -193,12 +195,14 @@ async fn anti_entropy_with(inner: &Arc<Inner>, net: &Network, peer: PeerId) -> R
         let Response::Differ { keys } = net.request(peer, req).await? else {
             return Err(unexpected(peer, "digest"));
         };
-        for k in keys {
-            let key = DocKey::from_array(k.into_array());
-            if let Err(e) = sync_with(inner, net, peer, key).await {
-                tracing::debug!(%peer, session = %key.short(), error = %e, "sync failed");
-            }
-        }
+        futures::stream::iter(keys)
+            .for_each_concurrent(SYNC_CONCURRENCY, |k| async move {
+                let key = DocKey::from_array(k.into_array());
+                if let Err(e) = sync_with(inner, net, peer, key).await {
+                    tracing::debug!(%peer, session = %key.short(), error = %e, "sync failed");
+                }
+            })
+            .await;
         if to.is_empty() {
             return Ok(());
         }

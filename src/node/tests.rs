@@ -298,3 +298,63 @@ async fn the_background_sweeper_collects_dead_sessions() {
     assert_eq!(node.session_count(), 0, "the sweeper never ran");
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn malformed_peer_messages_are_refused_without_harm() {
+    use crate::net::{DigestEntry, Handler, PeerId, Request, Response};
+    use serde_bytes::{ByteArray, ByteBuf};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(Config::new(dir.path())).await.unwrap();
+    let id = SessionId::random();
+    node.create(&id, &[insert("k", "1")]).await.unwrap();
+    let key = ByteArray::new(*id.doc_key().as_bytes());
+    let peer = PeerId::random();
+    let garbage = [
+        vec![],
+        vec![0x42],
+        vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
+        vec![0xff; 300],
+    ];
+    for bytes in &garbage {
+        for req in [
+            Request::Push {
+                key,
+                changes: ByteBuf::from(bytes.clone()),
+            },
+            Request::Sync {
+                key,
+                msg: ByteBuf::from(bytes.clone()),
+            },
+            Request::Push {
+                key: ByteArray::new([9; 16]),
+                changes: ByteBuf::from(bytes.clone()),
+            },
+        ] {
+            let resp = node.inner.on_request(peer, req);
+            assert!(
+                matches!(
+                    resp,
+                    Response::Refused { .. } | Response::Ack { applied: false, .. }
+                ),
+                "{resp:?}"
+            );
+        }
+    }
+    let bogus = DigestEntry {
+        key: ByteArray::new([1; 16]),
+        heads: 5,
+    };
+    let req = Request::Digest {
+        from: ByteBuf::from(vec![0xff; 40]),
+        to: ByteBuf::new(),
+        entries: vec![bogus],
+    };
+    assert!(matches!(
+        node.inner.on_request(peer, req),
+        Response::Differ { .. }
+    ));
+    // The session is intact and nothing foreign was stored.
+    assert_eq!(node.load(&id).await.unwrap().unwrap().attributes["k"], 1);
+    assert_eq!(node.session_count(), 1);
+    node.shutdown().await.unwrap();
+}
