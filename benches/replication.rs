@@ -156,8 +156,8 @@ fn main() {
     let mut lags = rt.block_on(lag(samples));
     lags.sort();
     let (p50, p99, max) = (
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
+        percentile(&lags, 500),
+        percentile(&lags, 990),
         lags[lags.len() - 1],
     );
     let conv = rt.block_on(convergence(sessions));
