@@ -5,8 +5,10 @@
 //! write is one automerge commit on the latest document, so concurrent
 //! requests on one session merge instead of overwriting each other;
 //! invalidation wins over every concurrent write; expiry is decided from
-//! replicated data on every access. Replication between nodes over libp2p
-//! plugs into [`Node`] (see `DESIGN.md`).
+//! replicated data on every access. With a [`net::Config`], nodes replicate
+//! over libp2p: every commit is pushed to every peer, anti-entropy repairs
+//! what pushes missed, and an unknown id is fetched from peers before it is
+//! treated as unknown.
 //!
 //! ## Example
 //!
@@ -45,6 +47,7 @@
 //! |---|---|
 //! | [`http`] | [`SessionLayer`](http::SessionLayer), the [`Session`](http::Session) extractor, cookie options |
 //! | [`Node`] | the public handle: open, load, commit, rotate, sweep, shut down ([`Config`]) |
+//! | [`net`] | replication over libp2p: [`net::Config`], [`net::Replication`], the wire protocol |
 //! | [`store`] | RocksDB layout, [`Durability`], the document cache |
 //! | [`doc`] | [`SessionDoc`](doc::SessionDoc): one session as an automerge document, pure |
 //! | [`id`] | [`SessionId`], [`DocKey`], [`NodeId`] |
