@@ -132,7 +132,14 @@ async fn a_dropped_node_s_sessions_are_served_by_the_others_at_once() {
             .unwrap();
     }
     let a = c.nodes.remove(0);
+    let a_peer = a.peer_id().unwrap();
     drop(a); // no shutdown: the node just goes away
+    for node in &c.nodes {
+        eventually("the dropped node's connections close", || async {
+            !node.peers().await.contains(&a_peer)
+        })
+        .await;
+    }
     for node in &c.nodes {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(
@@ -260,6 +267,14 @@ async fn partition_both_sides_write_then_heal_and_converge() {
         .await;
         eventually("invalidation wins after heal", || async {
             attrs(n, &doomed).await.is_none()
+        })
+        .await;
+    }
+    // All nodes hold the same session, value for value.
+    let reference = attrs(a, &id).await.unwrap();
+    for n in [b, cc] {
+        eventually("equal everywhere", || async {
+            attrs(n, &id).await.as_ref() == Some(&reference)
         })
         .await;
     }
@@ -396,7 +411,13 @@ async fn an_allow_list_keeps_other_peers_out() {
         .await
         .unwrap();
     b.add_peer(a.listen_addrs().await[0].clone()).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(a.peers().await.is_empty());
-    assert!(b.peers().await.is_empty());
+    // B keeps redialling; A refuses each connection, so nothing flows.
+    let id = SessionId::random();
+    b.create(&id, &[insert("k", "1")]).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(a.peers().await.is_empty());
+    }
+    assert_eq!(a.session_count(), 0);
+    assert_eq!(attrs(&a, &id).await, None);
 }

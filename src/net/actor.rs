@@ -59,7 +59,8 @@ pub(super) struct Actor {
     swarm: Swarm<Behaviour>,
     cmds: mpsc::Receiver<Command>,
     /// For tasks that answer inbound requests and send the answer back here.
-    cmd_tx: mpsc::Sender<Command>,
+    /// Weak, so that the actor ends when the last handle is dropped.
+    cmd_tx: mpsc::WeakSender<Command>,
     handler: Weak<dyn Handler>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, Error>>>,
     bootstrap: Vec<Bootstrap>,
@@ -77,7 +78,7 @@ impl Actor {
         config: &Config,
         handler: Weak<dyn Handler>,
         cmds: mpsc::Receiver<Command>,
-        cmd_tx: mpsc::Sender<Command>,
+        cmd_tx: mpsc::WeakSender<Command>,
     ) -> Result<Self, Error> {
         let psk = PreSharedKey::new(config.cluster_key);
         let allow = config.allow.clone();
@@ -331,7 +332,7 @@ impl Actor {
                     return;
                 };
                 let handler = self.handler.clone();
-                let tx = self.cmd_tx.clone();
+                let weak_tx = self.cmd_tx.clone();
                 tokio::spawn(async move {
                     let resp = tokio::task::spawn_blocking(move || match handler.upgrade() {
                         Some(h) => h.on_request(peer, request),
@@ -344,7 +345,9 @@ impl Actor {
                         reason: format!("handler failed: {e}"),
                     });
                     drop(permit);
-                    let _ = tx.send(Command::Respond { channel, resp }).await;
+                    if let Some(tx) = weak_tx.upgrade() {
+                        let _ = tx.send(Command::Respond { channel, resp }).await;
+                    }
                 });
             }
             Event::Message {

@@ -66,7 +66,7 @@ impl Network {
     ) -> Result<Self, Error> {
         let local = keypair.public().to_peer_id();
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let actor = super::actor::Actor::new(keypair, config, handler, rx, tx.clone())?;
+        let actor = super::actor::Actor::new(keypair, config, handler, rx, tx.downgrade())?;
         tokio::spawn(actor.run());
         let net = Self { cmds: tx, local };
         // Wait until the listeners are bound, so callers can read the addresses.
