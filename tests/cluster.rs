@@ -421,3 +421,44 @@ async fn an_allow_list_keeps_other_peers_out() {
     assert_eq!(a.session_count(), 0);
     assert_eq!(attrs(&a, &id).await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_away_past_the_gc_horizon_cannot_bring_a_collected_session_back() {
+    let clock = sessionmesh::ManualClock::new(1_000_000);
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let net = sessionmesh::net::Config::new(KEY)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .with_anti_entropy_interval(std::time::Duration::from_millis(100));
+        let config = sessionmesh::Config::new(dir.path())
+            .with_network(net)
+            .with_clock(clock.clone())
+            .with_tombstone_grace(std::time::Duration::ZERO)
+            .with_gc_horizon(std::time::Duration::from_secs(3_600));
+        nodes.push(Node::open(config).await.unwrap());
+        dirs.push(dir);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    mesh(&[a, b]).await;
+    let id = SessionId::random();
+    a.create(&id, &[insert("k", "1")]).await.unwrap();
+    eventually("replicated", || async { b.session_count() == 1 }).await;
+    // B goes away; A ends the session, collects it, and forgets the tombstone.
+    partition(&[a], &[b], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    a.commit(&id, &[Op::Invalidate]).await.unwrap();
+    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    clock.advance(std::time::Duration::from_secs(2 * 3_600));
+    assert_eq!(a.sweep().await.unwrap().forgotten, 1);
+    // B comes back with its old copy; A never takes it.
+    partition(&[a], &[b], false).await;
+    eventually("reconnected", || async { !a.peers().await.is_empty() }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    a.anti_entropy().await;
+    b.anti_entropy().await;
+    assert_eq!(a.session_count(), 0);
+    assert_eq!(attrs(a, &id).await, None);
+    assert_eq!(attrs(b, &id).await, None);
+}

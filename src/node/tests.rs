@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::doc::{ExpiryMode, Op};
-use crate::{Clock, Config, Error, ManualClock, SessionId};
+use crate::{Clock, Config, Error, ManualClock, NodeId, SessionId};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -355,6 +355,46 @@ async fn malformed_peer_messages_are_refused_without_harm() {
     ));
     // The session is intact and nothing foreign was stored.
     assert_eq!(node.load(&id).await.unwrap().unwrap().attributes["k"], 1);
+    assert_eq!(node.session_count(), 1);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_dead_on_arrival_is_not_kept() {
+    use crate::doc::SessionDoc;
+    use crate::net::{Handler, PeerId, Request};
+    use automerge::ActorId;
+    use serde_bytes::{ByteArray, ByteBuf};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let node = Node::open(Config::new(dir.path()).with_clock(clock.clone()))
+        .await
+        .unwrap();
+    let peer = PeerId::random();
+    let push = |doc: &mut SessionDoc| {
+        let key = ByteArray::new(*SessionId::random().doc_key().as_bytes());
+        Request::Push {
+            key,
+            changes: ByteBuf::from(doc.save_after(&[])),
+        }
+    };
+    let remote = NodeId::random();
+    // Invalidated before it ever reached us.
+    let mut ended = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
+    ended.invalidate().unwrap();
+    ended.commit();
+    node.inner.on_request(peer, push(&mut ended));
+    // Last used long ago: expired (what a node away past the GC horizon holds).
+    let mut stale = SessionDoc::new(ActorId::random(), remote, 1_000, 60_000, 0);
+    stale.insert("k", &1).unwrap();
+    stale.commit();
+    node.inner.on_request(peer, push(&mut stale));
+    assert_eq!(node.session_count(), 0);
+    // A live one is kept.
+    let mut live = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
+    live.insert("k", &1).unwrap();
+    live.commit();
+    node.inner.on_request(peer, push(&mut live));
     assert_eq!(node.session_count(), 1);
     node.shutdown().await.unwrap();
 }
