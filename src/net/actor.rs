@@ -25,9 +25,6 @@ use super::handle::Command;
 use super::{Config, Error, Handler, Request, Response};
 
 const PROTOCOL: &str = "/sessionmesh/repl/1";
-/// Largest request or response: a sync message can carry a whole document
-/// (sessions are capped at 1 MiB of attributes by default, plus history).
-const MAX_MESSAGE: u64 = 16 << 20;
 /// Inbound requests handled at once; more are refused with `busy` and the
 /// sender's anti-entropy retries later.
 const INBOUND_CONCURRENCY: usize = 64;
@@ -41,7 +38,7 @@ pub(super) struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
     limits: connection_limits::Behaviour,
-    repl: request_response::cbor::Behaviour<Request, Response>,
+    repl: request_response::Behaviour<super::wire::Codec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -99,11 +96,8 @@ impl Actor {
             })
             .map_err(setup)?
             .with_behaviour(|key| {
-                let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
-                    .set_request_size_maximum(MAX_MESSAGE)
-                    .set_response_size_maximum(MAX_MESSAGE);
                 let repl = request_response::Behaviour::with_codec(
-                    codec,
+                    super::wire::Codec,
                     [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(request_timeout),
                 );

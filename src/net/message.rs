@@ -1,54 +1,77 @@
-//! The wire messages (CBOR). Keys are document keys, never session ids.
+//! The wire messages (CBOR, see [`wire`](super::wire)). Keys are document
+//! keys, never session ids.
 
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use serde_bytes::{ByteArray, ByteBuf};
 
 /// One document's entry in a digest: its key and a hash of its heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DigestEntry {
-    pub(crate) key: serde_bytes::ByteArray<16>,
-    pub(crate) heads: u64,
+pub struct DigestEntry {
+    /// The document key.
+    pub key: ByteArray<16>,
+    /// A hash of the document's heads.
+    pub heads: u64,
 }
 
 /// A request from one node to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum Request {
+#[non_exhaustive]
+pub enum Request {
     /// One commit's change chunk.
     Push {
-        key: serde_bytes::ByteArray<16>,
+        /// The document key.
+        key: ByteArray<16>,
+        /// Exactly one automerge change.
         changes: ByteBuf,
     },
     /// One round of automerge's sync protocol for one document.
     Sync {
-        key: serde_bytes::ByteArray<16>,
+        /// The document key.
+        key: ByteArray<16>,
+        /// An encoded automerge sync message.
         msg: ByteBuf,
     },
-    /// The sender's documents with keys in `[from, to)` (`to` empty = end).
+    /// The sender's live documents with keys in `[from, to)`.
     Digest {
+        /// Start of the range (inclusive).
         from: ByteBuf,
+        /// End of the range (exclusive); empty = to the end.
         to: ByteBuf,
+        /// The sender's documents in the range.
         entries: Vec<DigestEntry>,
     },
 }
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum Response {
-    /// `Push`: whether the change is persisted; whether dependencies are
-    /// missing (the sender should run a sync).
-    Ack { applied: bool, missing_deps: bool },
-    /// `Sync`: the next message, if any; `gone` when the session is a
-    /// tombstone here, `ended` when it was invalidated or rotated (not just
-    /// expired here).
+#[non_exhaustive]
+pub enum Response {
+    /// To `Push`.
+    Ack {
+        /// The change is persisted on the receiver.
+        applied: bool,
+        /// The receiver lacks earlier changes: run a sync.
+        missing_deps: bool,
+    },
+    /// To `Sync`.
     Sync {
+        /// The next sync message, if the receiver has anything to say.
         msg: Option<ByteBuf>,
+        /// The session is a tombstone on the receiver.
         gone: bool,
+        /// ... because it was invalidated or rotated (not merely expired).
         ended: bool,
     },
-    /// `Digest`: keys in the range that either side lacks or holds differently.
+    /// To `Digest`: keys in the range that either side lacks or holds
+    /// differently.
     Differ {
-        keys: Vec<serde_bytes::ByteArray<16>>,
+        /// The keys to sync.
+        keys: Vec<ByteArray<16>>,
     },
-    /// The request could not be handled (malformed, or a local failure).
-    Refused { reason: String },
+    /// The request could not be handled (malformed, busy, or a local
+    /// failure on the receiver).
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }

@@ -25,10 +25,13 @@ mod actor;
 mod config;
 mod handle;
 mod message;
+mod transport;
+pub mod wire;
 
 pub use config::{Config, Replication, SyncPolicy};
 pub(crate) use handle::{Handler, Network};
-pub(crate) use message::{DigestEntry, Request, Response};
+pub use message::{DigestEntry, Request, Response};
+pub use transport::{BoxFuture, Transport};
 
 pub use libp2p::{Multiaddr, PeerId};
 

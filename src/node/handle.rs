@@ -12,7 +12,7 @@ use super::{Config, SessionView, SweepReport};
 use crate::clock::Millis;
 use crate::doc::Op;
 use crate::id::{random_bytes, DocKey, NodeId, SessionId};
-use crate::net::{Handler, Multiaddr, Network, PeerId};
+use crate::net::{Handler, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::store::{Cache, Db, Durability};
 use crate::Error;
 
@@ -63,8 +63,12 @@ pub(crate) struct Inner {
     pub(crate) shutdown: watch::Sender<bool>,
     // std Mutex: only taken at start and at shutdown to move the handles.
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Set once the network is up (it needs a handle back to this node).
+    /// The libp2p network, when the node runs one (set once it is up: it
+    /// needs a handle back to this node).
     pub(crate) net: OnceLock<Network>,
+    /// What replication sends through, and its settings: the libp2p network
+    /// or a transport attached by the embedder.
+    pub(crate) repl: OnceLock<Repl>,
     /// automerge sync state per (peer, document). std Mutex: held for a
     /// map lookup only.
     pub(crate) sync_states: Mutex<HashMap<(PeerId, DocKey), sync::State>>,
@@ -72,6 +76,13 @@ pub(crate) struct Inner {
     pub(crate) fetch_slots: Arc<Semaphore>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) me: Weak<Inner>,
+}
+
+/// A transport and the replication settings that go with it.
+#[derive(Debug)]
+pub(crate) struct Repl {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) config: crate::net::Config,
 }
 
 /// Runs storage work; with `Durability::Fsync` on a multi-threaded runtime
@@ -127,6 +138,7 @@ impl Node {
             shutdown,
             tasks: Mutex::new(Vec::new()),
             net: OnceLock::new(),
+            repl: OnceLock::new(),
             sync_states: Mutex::new(HashMap::new()),
             push_slots: Arc::new(Semaphore::new(PUSH_SLOTS)),
             fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
@@ -140,6 +152,11 @@ impl Node {
             let weak: Weak<dyn Handler> = Arc::downgrade(&inner) as Weak<dyn Handler>;
             let net = Network::start(keypair, net_cfg, weak).await?;
             tracing::info!(peer_id = %net.local_peer_id(), "network up");
+            let transport: Arc<dyn Transport> = Arc::new(net.clone());
+            let _ = inner.repl.set(Repl {
+                transport,
+                config: net_cfg.clone(),
+            });
             let _ = inner.net.set(net);
             tasks.extend(replicate::spawn_periodic(&inner));
         }
@@ -209,6 +226,47 @@ impl Node {
         Ok(net.set_blocked(peer, blocked).await?)
     }
 
+    /// Replicates through `transport` with the settings of `config` (its
+    /// listen and peer addresses are not used), for a node opened without a
+    /// network: another transport than libp2p, or a simulated one in tests.
+    /// Peers reach this node by calling [`handle`](Self::handle).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the node already replicates.
+    pub fn attach_transport(
+        &self,
+        transport: Arc<dyn Transport>,
+        config: crate::net::Config,
+    ) -> Result<(), Error> {
+        self.inner
+            .repl
+            .set(Repl { transport, config })
+            .map_err(|_| Error::Config("the node already has a transport".into()))?;
+        if let Some(task) = replicate::spawn_periodic(&self.inner) {
+            self.inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(task);
+        }
+        Ok(())
+    }
+
+    /// Answers a peer's replication request: applies and persists what it
+    /// carries, then replies. Blocks on storage; the libp2p network calls
+    /// it on the blocking pool. A malformed request is refused, never
+    /// applied.
+    #[must_use]
+    pub fn handle(&self, peer: PeerId, req: Request) -> Response {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Response::Refused {
+                reason: "shutting down".into(),
+            };
+        }
+        Handler::on_request(self.inner.as_ref(), peer, req)
+    }
+
     /// The configuration the node was opened with.
     #[must_use]
     pub fn config(&self) -> &Config {
@@ -244,7 +302,7 @@ impl Node {
         replicate::push(&self.inner, pushes, false).await?;
         match found {
             Loaded::Live(view) => Ok(Some(view)),
-            Loaded::Missing if self.inner.net.get().is_some() => {
+            Loaded::Missing if self.inner.repl.get().is_some() => {
                 replicate::fetch(&self.inner, key).await;
                 let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
                 replicate::push(&self.inner, pushes, false).await?;

@@ -244,7 +244,7 @@ impl Inner {
     }
 
     pub(crate) fn fetch_timeout_ms(&self) -> u64 {
-        self.config.net.as_ref().map_or(0, |n| ms(n.fetch_timeout))
+        self.repl.get().map_or(0, |r| ms(r.config.fetch_timeout))
     }
 }
 

@@ -13,7 +13,7 @@ use super::handle::{run_sync, Inner};
 use super::inner::Pushes;
 use super::replica::{Step, DIGEST_PAGE};
 use crate::id::DocKey;
-use crate::net::{self, Network, Replication, Request, Response, SyncPolicy};
+use crate::net::{self, Replication, Request, Response, SyncPolicy, Transport};
 use crate::Error;
 
 /// Rounds of one sync exchange at most; automerge needs a handful.
@@ -33,9 +33,10 @@ fn unexpected(peer: PeerId, what: &str) -> Error {
 /// `Replication::Sync { acks }`, returns once `acks` peers persisted them
 /// (or the sync timeout passed, then the sync policy decides).
 pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Result<(), Error> {
-    let (Some(net), Some(cfg)) = (inner.net.get().cloned(), inner.config.net.as_ref()) else {
+    let Some(repl) = inner.repl.get() else {
         return Ok(());
     };
+    let (net, cfg) = (Arc::clone(&repl.transport), &repl.config);
     if pushes.is_empty() {
         return Ok(());
     }
@@ -99,7 +100,12 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
 }
 
 /// Pushes the chunks to one peer in order; true when all are persisted there.
-async fn push_to(inner: &Arc<Inner>, net: &Network, peer: PeerId, pushes: &Pushes) -> bool {
+async fn push_to(
+    inner: &Arc<Inner>,
+    net: &Arc<dyn Transport>,
+    peer: PeerId,
+    pushes: &Pushes,
+) -> bool {
     let mut all = true;
     for (key, chunk) in pushes {
         let req = Request::Push {
@@ -130,7 +136,7 @@ async fn push_to(inner: &Arc<Inner>, net: &Network, peer: PeerId, pushes: &Pushe
 /// has anything to send.
 pub(crate) async fn sync_with(
     inner: &Arc<Inner>,
-    net: &Network,
+    net: &Arc<dyn Transport>,
     peer: PeerId,
     key: DocKey,
 ) -> Result<(), Error> {
@@ -168,7 +174,7 @@ pub(crate) async fn sync_with(
 /// Compares digests with `peer` page by page and syncs every document that
 /// differs.
 pub(crate) async fn anti_entropy(inner: Arc<Inner>, peer: PeerId) {
-    let Some(net) = inner.net.get().cloned() else {
+    let Some(net) = inner.repl.get().map(|r| Arc::clone(&r.transport)) else {
         return;
     };
     if let Err(e) = anti_entropy_with(&inner, &net, peer).await {
@@ -176,7 +182,11 @@ pub(crate) async fn anti_entropy(inner: Arc<Inner>, peer: PeerId) {
     }
 }
 
-async fn anti_entropy_with(inner: &Arc<Inner>, net: &Network, peer: PeerId) -> Result<(), Error> {
+async fn anti_entropy_with(
+    inner: &Arc<Inner>,
+    net: &Arc<dyn Transport>,
+    peer: PeerId,
+) -> Result<(), Error> {
     let mut from: Vec<u8> = Vec::new();
     loop {
         let mut entries = run_sync(inner, |i| i.digest_page(&from))?;
@@ -212,7 +222,7 @@ async fn anti_entropy_with(inner: &Arc<Inner>, net: &Network, peer: PeerId) -> R
 
 /// Asks every connected peer for `key`, waiting at most the fetch timeout.
 pub(crate) async fn fetch(inner: &Arc<Inner>, key: DocKey) {
-    let Some(net) = inner.net.get().cloned() else {
+    let Some(net) = inner.repl.get().map(|r| Arc::clone(&r.transport)) else {
         return;
     };
     let Ok(_permit) = Arc::clone(&inner.fetch_slots).try_acquire_owned() else {
@@ -233,7 +243,7 @@ pub(crate) async fn fetch(inner: &Arc<Inner>, key: DocKey) {
 
 /// Anti-entropy with every peer, every interval, until shutdown.
 pub(crate) fn spawn_periodic(inner: &Arc<Inner>) -> Option<tokio::task::JoinHandle<()>> {
-    let period = inner.config.net.as_ref()?.anti_entropy_interval;
+    let period = inner.repl.get()?.config.anti_entropy_interval;
     let weak = Arc::downgrade(inner);
     let mut stop = inner.shutdown.subscribe();
     Some(tokio::spawn(async move {
@@ -246,7 +256,7 @@ pub(crate) fn spawn_periodic(inner: &Arc<Inner>) -> Option<tokio::task::JoinHand
                 _ = stop.changed() => return,
             }
             let Some(inner) = weak.upgrade() else { return };
-            let Some(net) = inner.net.get().cloned() else {
+            let Some(net) = inner.repl.get().map(|r| Arc::clone(&r.transport)) else {
                 return;
             };
             for peer in net.peers().await {
