@@ -30,6 +30,11 @@ pub enum Request {
         key: ByteArray<16>,
         /// An encoded automerge sync message.
         msg: ByteBuf,
+        /// The first round of an exchange: the receiver starts from a fresh
+        /// sync state. automerge's protocol assumes reliable delivery; a
+        /// state that outlived a lost message would never resend what it
+        /// believes was sent, so each exchange starts afresh on both sides.
+        first: bool,
     },
     /// The sender's live documents with keys in `[from, to)`.
     Digest {

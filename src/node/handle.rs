@@ -191,8 +191,8 @@ impl Node {
 
     /// The peers this node is connected to.
     pub async fn peers(&self) -> Vec<PeerId> {
-        match self.inner.net.get() {
-            Some(net) => net.peers().await,
+        match self.inner.repl.get() {
+            Some(repl) => repl.transport.peers().await,
             None => Vec::new(),
         }
     }

@@ -52,6 +52,15 @@ impl Inner {
         states.insert((peer, key), st);
     }
 
+    /// Starts the sync state for (`peer`, `key`) afresh.
+    pub(crate) fn reset_state(&self, peer: PeerId, key: DocKey) {
+        let mut states = self
+            .sync_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.remove(&(peer, key));
+    }
+
     /// Drops every sync state shared with `peer` (a new connection starts
     /// the protocol afresh).
     pub(crate) fn reset_peer(&self, peer: PeerId) {
@@ -256,13 +265,17 @@ fn refuse(key: DocKey, e: &Error) -> Response {
 }
 
 impl Handler for Inner {
-    fn on_request(&self, _peer: PeerId, req: Request) -> Response {
+    fn on_request(&self, peer: PeerId, req: Request) -> Response {
         match req {
             Request::Push { key, changes } => {
                 self.apply_push(DocKey::from_array(key.into_array()), &changes)
             }
-            Request::Sync { key, msg } => {
-                self.answer_sync(_peer, DocKey::from_array(key.into_array()), &msg)
+            Request::Sync { key, msg, first } => {
+                let key = DocKey::from_array(key.into_array());
+                if first {
+                    self.reset_state(peer, key);
+                }
+                self.answer_sync(peer, key, &msg)
             }
             Request::Digest { from, to, entries } => self.answer_digest(&from, &to, &entries),
         }

@@ -140,12 +140,17 @@ pub(crate) async fn sync_with(
     peer: PeerId,
     key: DocKey,
 ) -> Result<(), Error> {
+    run_sync(inner, |i| {
+        i.reset_state(peer, key);
+        Ok(())
+    })?;
     let mut step = run_sync(inner, |i| i.sync_generate(peer, key))?;
-    for _ in 0..MAX_ROUNDS {
+    for round in 0..MAX_ROUNDS {
         let Step::Send(msg) = step else { return Ok(()) };
         let req = Request::Sync {
             key: ByteArray::new(*key.as_bytes()),
             msg: ByteBuf::from(msg),
+            first: round == 0,
         };
         match net.request(peer, req).await? {
             Response::Sync {

@@ -324,6 +324,7 @@ async fn malformed_peer_messages_are_refused_without_harm() {
             Request::Sync {
                 key,
                 msg: ByteBuf::from(bytes.clone()),
+                first: true,
             },
             Request::Push {
                 key: ByteArray::new([9; 16]),
