@@ -411,6 +411,15 @@ mod tests {
         assert!(db.due(u64::MAX, 10).unwrap().is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn index_keys_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..40)) {
+            if let Ok(due) = parse_exp_key(&bytes) {
+                proptest::prop_assert_eq!(&exp_key(due.at, due.kind, due.key)[..], &bytes[..]);
+            }
+        }
+    }
+
     #[test]
     fn node_id_is_stable_across_reopen() {
         let dir = tempfile::tempdir().unwrap();

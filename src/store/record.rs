@@ -67,4 +67,14 @@ mod tests {
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(Record::decode(&[1, 2, 3]).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..64)) {
+            match Record::decode(&bytes) {
+                Ok(r) => proptest::prop_assert_eq!(&r.encode()[..], &bytes[..]),
+                Err(_) => proptest::prop_assert_ne!(bytes.len(), Record::LEN),
+            }
+        }
+    }
 }
