@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use automerge::ActorId;
 use proptest::prelude::*;
-use sessionmesh::doc::{SessionDoc, Status};
-use sessionmesh::NodeId;
+use sessionmesh::doc::{ExpiryMode, SessionDoc, Status};
+use sessionmesh::{NodeId, SessionId};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -24,6 +24,10 @@ enum Step {
     Incr(u8, i64),
     ClearOwn,
     Touch(u64),
+    /// Change the timeouts (idle ms, absolute ms; 0 = none).
+    Expiry(u64, u64),
+    /// Rotate the id: record a successor, which ends this one.
+    Cycle,
     Invalidate,
 }
 
@@ -35,6 +39,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0u8..2, -1_000i64..1_000).prop_map(|(k, v)| Step::Incr(k, v)),
         1 => Just(Step::ClearOwn),
         1 => (0u64..10_000).prop_map(Step::Touch),
+        1 => (0u64..20_000, 0u64..40_000).prop_map(|(i, a)| Step::Expiry(i, a)),
+        1 => Just(Step::Cycle),
         1 => Just(Step::Invalidate),
     ]
 }
@@ -72,6 +78,15 @@ fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
                 rep.model.clear();
             }
             Step::Touch(t) => rep.doc.touch(rep.node, *t).unwrap(),
+            Step::Expiry(idle, absolute) => {
+                rep.doc
+                    .set_expiry(ExpiryMode::Inactivity, *idle, *absolute)
+                    .unwrap();
+            }
+            Step::Cycle => rep
+                .doc
+                .set_successor(SessionId::random().doc_key())
+                .unwrap(),
             Step::Invalidate => rep.doc.invalidate().unwrap(),
         }
         rep.doc.commit();
@@ -118,7 +133,8 @@ proptest! {
     ) {
         let reps = replicas(&schedules);
         let n = reps.len();
-        let invalidated = schedules.iter().flatten().any(|s| matches!(s, Step::Invalidate));
+        let cycled = schedules.iter().flatten().any(|s| matches!(s, Step::Cycle));
+        let invalidated = cycled || schedules.iter().flatten().any(|s| matches!(s, Step::Invalidate));
         let increments: i64 = reps.iter().map(|r| r.increments).sum();
         let models: Vec<_> = reps.iter().map(|r| r.model.clone()).collect();
         let mut docs: Vec<SessionDoc> = reps.into_iter().map(|r| r.doc).collect();
@@ -157,7 +173,10 @@ proptest! {
         a.merge(&mut again).unwrap();
         prop_assert_eq!(&a.heads(), &heads);
 
-        if invalidated {
+        if cycled {
+            // A rotated id is dead, whatever was written concurrently.
+            prop_assert!(matches!(a.status(0), Status::Rotated(_)), "{:?}", a.status(0));
+        } else if invalidated {
             // Invalidation wins over everything written concurrently.
             prop_assert_eq!(a.status(0), Status::Invalidated);
         } else {
