@@ -13,6 +13,8 @@
 //! there) and `--data <dir>` (default `./data`; one subdirectory per node).
 
 mod demo;
+#[allow(dead_code)]
+mod support;
 
 use std::path::PathBuf;
 

@@ -56,6 +56,19 @@ impl SessionId {
         Self(random_bytes())
     }
 
+    /// An id from its 16 bytes, for adapters whose framework draws the ids
+    /// (tower-sessions, actix-session).
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 16 bytes of the id (a secret: never log them).
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; ID_LEN] {
+        self.0
+    }
+
     /// The document key of this session: what the store and the network use.
     #[must_use]
     pub fn doc_key(&self) -> DocKey {

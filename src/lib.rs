@@ -53,6 +53,7 @@
 //! | [`id`] | [`SessionId`], [`DocKey`], [`NodeId`] |
 //! | [`clock`] | [`Clock`], [`SystemClock`], [`ManualClock`] for tests |
 
+pub mod adapters;
 pub mod clock;
 pub mod doc;
 mod error;

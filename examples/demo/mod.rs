@@ -106,13 +106,15 @@ async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
 }
 
 async fn cluster(State(node): State<Node>) -> Json<Value> {
+    Json(cluster_json(&node).await)
+}
+
+/// `GET /cluster`'s body: this node's peer id, its connected peers, and the
+/// sessions it stores.
+pub(crate) async fn cluster_json(node: &Node) -> Value {
     let peer_id = node
         .peer_id()
         .map_or_else(|| node.node_id().to_string(), |p| p.to_string());
     let peers: Vec<String> = node.peers().await.iter().map(ToString::to_string).collect();
-    Json(json!({
-        "peer_id": peer_id,
-        "peers": peers,
-        "sessions": node.session_count(),
-    }))
+    json!({ "peer_id": peer_id, "peers": peers, "sessions": node.session_count() })
 }

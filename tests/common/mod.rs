@@ -75,9 +75,14 @@ pub async fn send(
 
 /// The demo peer binary that `cargo test` builds next to the test binaries.
 pub fn peer_binary() -> PathBuf {
+    example_binary("peer")
+}
+
+/// An example binary that `cargo test` built next to the test binaries.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("examples").join("peer");
+    let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
         "{} missing: run the tests with `cargo test`, which builds examples",
@@ -107,8 +112,13 @@ impl PeerProcess {
     }
 
     pub async fn start_with(data: &Path, extra: &[String]) -> Self {
+        Self::start_example("peer", data, extra).await
+    }
+
+    /// Starts the example `name` (any demo peer: same flags, same routes).
+    pub async fn start_example(name: &str, data: &Path, extra: &[String]) -> Self {
         let port = free_port();
-        let child = Command::new(peer_binary())
+        let child = Command::new(example_binary(name))
             .args(["--http", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .args(extra)

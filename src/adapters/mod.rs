@@ -1,0 +1,31 @@
+//! Drop-in session stores for the session managers applications already
+//! use: an app switches to sessionmesh by replacing its store.
+//!
+//! # Merging through a whole-record interface
+//!
+//! Both frameworks hand the store the request's *final* session state, with
+//! no base version, so a store cannot tell on its own which keys the
+//! request changed. These stores put a small marker under the key
+//! [`BASE_KEY`] when they load a session: a hash of every value as loaded.
+//! On save, only the keys whose values differ from what was loaded become
+//! writes (and keys that were loaded but are gone become removals), applied
+//! to the *latest* document. Two concurrent requests that write different
+//! keys therefore both keep their writes, on one node or on two. A session
+//! whose data the application cleared has no marker, so its save replaces
+//! everything, as the application asked.
+//!
+//! Semantics per path, plainly:
+//!
+//! | | native `SessionLayer` | tower-sessions store | actix-session store |
+//! |---|---|---|---|
+//! | different keys, concurrent | merged | merged | merged |
+//! | same key, concurrent | one deterministic winner | one deterministic winner | one deterministic winner |
+//! | counters | `increment`: concurrent increments add up | read-modify-write: concurrent increments of one key do not add up | same as tower-sessions |
+//! | logout / id rotation | invalidation wins | `delete`/`cycle_id` invalidate the old id; wins | `purge`/`renew` likewise |
+//! | the marker | none | visible as one extra key in `Session` data | visible as one extra entry |
+
+mod diff;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
+
+pub use diff::BASE_KEY;

@@ -1,0 +1,236 @@
+//! One HTTP scenario suite, run against every integration path: the native
+//! `SessionLayer` (`peer`), the tower-sessions store
+//! (`tower_sessions_peer`) and the actix-session store (`actix_peer`). Each
+//! is the same demo contract served by a real process on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{eventually, free_port, PeerProcess};
+use reqwest::{header, Client, StatusCode};
+use serde_json::{json, Value};
+
+fn cookie_of(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("id=") && !v.contains("Max-Age=0"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+fn removes_cookie(res: &reqwest::Response) -> bool {
+    res.headers().get_all(header::SET_COOKIE).iter().any(|v| {
+        let v = v.to_str().unwrap_or_default();
+        v.starts_with("id=") && v.contains("Max-Age=0")
+    })
+}
+
+struct Peer {
+    base: String,
+    http: Client,
+}
+
+impl Peer {
+    async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: &str,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body.to_owned());
+        if let Some(c) = cookie {
+            r = r.header(header::COOKIE, c);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn all(&self, cookie: Option<&str>) -> Value {
+        let r = self.req(reqwest::Method::GET, "/session", cookie, "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+}
+
+async fn single_node(bin: &str) {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let proc = PeerProcess::start_example(bin, dir.path(), &[]).await;
+    let p = Peer {
+        base: proc.base.clone(),
+        http: Client::new(),
+    };
+
+    let h = p.req(Method::GET, "/healthz", None, "").await;
+    assert_eq!(
+        (h.status(), h.text().await.unwrap()),
+        (StatusCode::OK, "ok".to_owned())
+    );
+    let empty = p.req(Method::GET, "/session", None, "").await;
+    assert!(
+        cookie_of(&empty).is_none(),
+        "{bin}: GET /session never creates a session"
+    );
+    assert_eq!(empty.json::<Value>().await.unwrap(), json!({}));
+
+    let put = p.req(Method::PUT, "/session/user", None, "\"ada\"").await;
+    assert_eq!(put.status(), StatusCode::NO_CONTENT, "{bin}");
+    let c = cookie_of(&put).expect("a write sets the cookie");
+    let c = Some(c.as_str());
+    assert_eq!(p.all(c).await, json!({"user": "ada"}), "{bin}");
+    assert_eq!(
+        p.req(Method::PUT, "/session/x", c, "{not json")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST,
+        "{bin}"
+    );
+    let big = format!("\"{}\"", "z".repeat(1_100_000));
+    assert_eq!(
+        p.req(Method::PUT, "/session/x", c, &big).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{bin}"
+    );
+    assert_eq!(
+        p.all(c).await,
+        json!({"user": "ada"}),
+        "{bin}: nothing of a refused write lands"
+    );
+
+    let one = p.req(Method::POST, "/session/n/incr", c, "").await;
+    assert_eq!(one.json::<Value>().await.unwrap(), json!(1), "{bin}");
+    let more = p
+        .req(Method::POST, "/session/n/incr", c, r#"{"by": 41}"#)
+        .await;
+    assert_eq!(more.json::<Value>().await.unwrap(), json!(42), "{bin}");
+    assert_eq!(
+        p.req(Method::DELETE, "/session/user", c, "").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(p.all(c).await, json!({"n": 42}), "{bin}");
+
+    // A forged id is never adopted.
+    let forged = format!("id={}", sessionmesh::SessionId::random());
+    assert_eq!(p.all(Some(&forged)).await, json!({}), "{bin}");
+    let w = p.req(Method::PUT, "/session/k", Some(&forged), "1").await;
+    assert_ne!(cookie_of(&w).unwrap(), forged, "{bin}");
+
+    // Rotation keeps the attributes and kills the old id.
+    let cycled = p.req(Method::POST, "/session/cycle", c, "").await;
+    assert_eq!(cycled.status(), StatusCode::NO_CONTENT, "{bin}");
+    let new = cookie_of(&cycled).expect("new cookie");
+    assert_ne!(Some(new.as_str()), c, "{bin}");
+    assert_eq!(p.all(Some(&new)).await, json!({"n": 42}), "{bin}");
+    assert_eq!(p.all(c).await, json!({}), "{bin}: the old id is dead");
+
+    // Invalidation ends it and removes the cookie.
+    let inv = p
+        .req(Method::POST, "/session/invalidate", Some(&new), "")
+        .await;
+    assert_eq!(inv.status(), StatusCode::NO_CONTENT, "{bin}");
+    assert!(removes_cookie(&inv), "{bin}: removal cookie");
+    assert_eq!(p.all(Some(&new)).await, json!({}), "{bin}");
+}
+
+async fn two_nodes(bin: &str) {
+    use reqwest::Method;
+    let key = "5a".repeat(32);
+    let ports = [free_port(), free_port()];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut procs = Vec::new();
+    for i in 0..2 {
+        let args = vec![
+            "--listen".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{}", ports[i]),
+            "--peer".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{}", ports[1 - i]),
+            "--cluster-key".to_owned(),
+            key.clone(),
+            "--replication".to_owned(),
+            "sync".to_owned(),
+        ];
+        procs.push(PeerProcess::start_example(bin, dirs[i].path(), &args).await);
+    }
+    let peers: Vec<Peer> = procs
+        .iter()
+        .map(|p| Peer {
+            base: p.base.clone(),
+            http: Client::new(),
+        })
+        .collect();
+    for p in &peers {
+        eventually("connected", || async {
+            let c: Value = p
+                .req(Method::GET, "/cluster", None, "")
+                .await
+                .json()
+                .await
+                .unwrap();
+            c["peers"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    }
+    // Write on A, read on B.
+    let put = peers[0]
+        .req(Method::PUT, "/session/user", None, "\"ada\"")
+        .await;
+    let c = cookie_of(&put).unwrap();
+    assert_eq!(
+        peers[1].all(Some(&c)).await,
+        json!({"user": "ada"}),
+        "{bin}: replicated"
+    );
+    // Concurrent requests of one session on two nodes, different keys.
+    let mut tasks = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        for j in 0..10 {
+            let (base, c) = (p.base.clone(), c.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = Client::new()
+                    .put(format!("{base}/session/n{i}-{j}"))
+                    .header(header::COOKIE, c)
+                    .body(j.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for p in &peers {
+        eventually("both nodes' writes on both nodes", || async {
+            let all = p.all(Some(&c)).await;
+            (0..2).all(|i| (0..10).all(|j| all.get(format!("n{i}-{j}")).is_some()))
+                && all["user"] == "ada"
+        })
+        .await;
+    }
+}
+
+macro_rules! suite {
+    ($name:ident, $bin:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_node() {
+                super::single_node($bin).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_nodes() {
+                super::two_nodes($bin).await;
+            }
+        }
+    };
+}
+
+suite!(native, "peer");
+#[cfg(feature = "tower-sessions")]
+suite!(tower_sessions, "tower_sessions_peer");
