@@ -234,3 +234,5 @@ macro_rules! suite {
 suite!(native, "peer");
 #[cfg(feature = "tower-sessions")]
 suite!(tower_sessions, "tower_sessions_peer");
+#[cfg(feature = "actix")]
+suite!(actix, "actix_peer");

@@ -29,6 +29,12 @@ impl Args {
         parse(std::env::args().skip(1))
     }
 
+    /// The cluster key, if one was given.
+    #[allow(dead_code)] // only the actix peer derives its cookie key from it
+    pub(crate) fn cluster_key(&self) -> Option<[u8; 32]> {
+        self.key
+    }
+
     /// The node configuration these flags ask for.
     pub(crate) fn config(&self) -> Config {
         let mut config = Config::new(&self.data);

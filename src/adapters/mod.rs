@@ -24,6 +24,8 @@
 //! | logout / id rotation | invalidation wins | `delete`/`cycle_id` invalidate the old id; wins | `purge`/`renew` likewise |
 //! | the marker | none | visible as one extra key in `Session` data | visible as one extra entry |
 
+#[cfg(feature = "actix")]
+pub mod actix;
 mod diff;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
