@@ -26,8 +26,10 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(any(feature = "tower-sessions", feature = "actix"))]
 mod diff;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
 
+#[cfg(any(feature = "tower-sessions", feature = "actix"))]
 pub use diff::BASE_KEY;

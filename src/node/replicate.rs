@@ -53,7 +53,7 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
             tokio::spawn(async move {
                 let mut all: FuturesUnordered<_> = peers
                     .into_iter()
-                    .map(|p| push_to(&inner, &net, p, &pushes))
+                    .map(|p| push_to(&inner, &net, p, &pushes, false))
                     .collect();
                 while all.next().await.is_some() {}
                 drop(permit);
@@ -65,7 +65,7 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
     {
         let mut all: FuturesUnordered<_> = peers
             .iter()
-            .map(|p| push_to(inner, &net, *p, &pushes))
+            .map(|p| push_to(inner, &net, *p, &pushes, true))
             .collect();
         let deadline = tokio::time::sleep(cfg.sync_timeout);
         tokio::pin!(deadline);
@@ -100,11 +100,19 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
 }
 
 /// Pushes the chunks to one peer in order; true when all are persisted there.
+/// With `repair`, a peer that lacks earlier changes is caught up at once by
+/// a sync, so that the push can count as acknowledged. Without it (async
+/// replication) the peer keeps the change queued until its predecessor
+/// arrives: pushes of consecutive commits race and often arrive out of
+/// order, and an immediate sync for each of those would cost more than the
+/// push itself. A predecessor that never arrives is repaired by
+/// anti-entropy.
 async fn push_to(
     inner: &Arc<Inner>,
     net: &Arc<dyn Transport>,
     peer: PeerId,
     pushes: &Pushes,
+    repair: bool,
 ) -> bool {
     let mut all = true;
     for (key, chunk) in pushes {
@@ -114,10 +122,9 @@ async fn push_to(
         };
         let ok = match net.request(peer, req).await {
             Ok(Response::Ack { applied: true, .. }) => true,
-            // The peer lacks earlier changes: catch it up with a sync.
             Ok(Response::Ack {
                 missing_deps: true, ..
-            }) => sync_with(inner, net, peer, *key).await.is_ok(),
+            }) if repair => sync_with(inner, net, peer, *key).await.is_ok(),
             Ok(other) => {
                 tracing::debug!(%peer, ?other, "push not applied");
                 false

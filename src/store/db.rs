@@ -15,6 +15,10 @@ const META: &str = "meta";
 const EXP: &str = "exp";
 const TOMB: &str = "tomb";
 const NODE_ID: &[u8] = b"node_id";
+/// All memtables together, across column families.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+/// One column family's memtable.
+const MEMTABLE_PER_FAMILY: usize = 8 << 20;
 
 /// What an expiry-index entry asks the sweeper to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +73,17 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [SNAP, LOG, META, EXP, TOMB]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        // RocksDB's defaults allow 64 MiB memtables per column family, twice
+        // over: up to 640 MiB for our five families before a flush. Sessions
+        // are small and the WAL makes memtables durable anyway, so memtables
+        // stay small and share one budget.
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cfs = [SNAP, LOG, META, EXP, TOMB].into_iter().map(|n| {
+            let mut cf = Options::default();
+            cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
+            cf.set_max_write_buffer_number(2);
+            ColumnFamilyDescriptor::new(n, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
