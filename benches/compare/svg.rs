@@ -25,7 +25,7 @@ pub(crate) fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
     );
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = 44.0 + 34.0 * i as f64;
-        let len = (W - 330.0) * v / max;
+        let len = (W - 360.0) * v / max;
         let _ = write!(
             s,
             r#"<text x="10" y="{}">{}</text>"#,
@@ -34,12 +34,12 @@ pub(crate) fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
         );
         let _ = write!(
             s,
-            r##"<rect x="200" y="{y}" width="{len:.1}" height="24" fill="#4a7bd0"/>"##
+            r##"<rect x="230" y="{y}" width="{len:.1}" height="24" fill="#4a7bd0"/>"##
         );
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{}">{v:.0} {}</text>"#,
-            206.0 + len,
+            236.0 + len,
             y + 17.0,
             escape(unit)
         );
