@@ -67,16 +67,9 @@ async fn remove(session: Session, key: Path<String>) -> HttpResponse {
 }
 
 async fn incr(session: Session, key: Path<String>, body: Bytes) -> HttpResponse {
-    let by = if body.iter().all(u8::is_ascii_whitespace) {
-        1
-    } else {
-        match serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("by").and_then(Value::as_i64))
-        {
-            Some(by) => by,
-            None => return bad_request("expected {\"by\": <integer>}"),
-        }
+    let by = match demo::parse_by(&body) {
+        Ok(by) => by,
+        Err(e) => return bad_request(&e),
     };
     let current = match session.get::<Value>(&key) {
         Ok(None) => 0,

@@ -94,18 +94,7 @@ async fn incr(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Failure> {
-    let by = if body.iter().all(u8::is_ascii_whitespace) {
-        1
-    } else {
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
-        v.get("by").and_then(Value::as_i64).ok_or_else(|| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                "expected {\"by\": <integer>}".into(),
-            )
-        })?
-    };
+    let by = demo::parse_by(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     let current = match session.get_value(&key).await? {
         None => 0,
         Some(v) => v

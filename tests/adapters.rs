@@ -7,18 +7,9 @@
 
 mod common;
 
-use common::{eventually, free_port, PeerProcess};
+use common::{cookie_of, eventually, free_port, PeerProcess};
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
-
-fn cookie_of(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("id=") && !v.contains("Max-Age=0"))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-}
 
 fn removes_cookie(res: &reqwest::Response) -> bool {
     res.headers().get_all(header::SET_COOKIE).iter().any(|v| {

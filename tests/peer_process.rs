@@ -8,17 +8,49 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::PeerProcess;
+use common::{cookie_of, PeerProcess};
 use reqwest::{header, Client, StatusCode};
 use sessionmesh::{Config, Node, SessionId};
 
-fn cookie_of(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("id="))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+type Acked = Arc<Mutex<BTreeSet<String>>>;
+
+/// `n` writers that PUT fresh keys into one session until a request fails,
+/// recording every key that was answered 204.
+fn spawn_writers(
+    http: &Client,
+    base: &str,
+    cookie: &str,
+    n: usize,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+    let acked: Acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let writers = (0..n)
+        .map(|w| {
+            let (http, base, cookie, acked) = (
+                http.clone(),
+                base.to_owned(),
+                cookie.to_owned(),
+                Arc::clone(&acked),
+            );
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let key = format!("w{w}-{i}");
+                    let res = http
+                        .put(format!("{base}/session/{key}"))
+                        .header(header::COOKIE, &cookie)
+                        .body(i.to_string())
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == StatusCode::NO_CONTENT => {
+                            acked.lock().unwrap().insert(key);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, writers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,33 +169,7 @@ async fn every_acknowledged_write_survives_sigkill() {
         .await
         .unwrap();
     let cookie = cookie_of(&first).unwrap();
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (http, base, cookie, acked) = (
-            http.clone(),
-            peer.base.clone(),
-            cookie.clone(),
-            Arc::clone(&acked),
-        );
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                let key = format!("w{w}-{i}");
-                let res = http
-                    .put(format!("{base}/session/{key}"))
-                    .header(header::COOKIE, &cookie)
-                    .body(i.to_string())
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                        acked.lock().unwrap().insert(key);
-                    }
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let (acked, writers) = spawn_writers(&http, &peer.base, &cookie, 4);
     // Let a few hundred commits land, then kill mid-stream.
     while acked.lock().unwrap().len() < 300 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -238,33 +244,7 @@ async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
         .await
         .unwrap();
     let cookie = cookie_of(&first).unwrap();
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut writers = Vec::new();
-    for w in 0..3 {
-        let (http, base, cookie, acked) = (
-            http.clone(),
-            peers[0].base.clone(),
-            cookie.clone(),
-            Arc::clone(&acked),
-        );
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                let key = format!("w{w}-{i}");
-                let res = http
-                    .put(format!("{base}/session/{key}"))
-                    .header(header::COOKIE, &cookie)
-                    .body(i.to_string())
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                        acked.lock().unwrap().insert(key);
-                    }
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let (acked, writers) = spawn_writers(&http, &peers[0].base, &cookie, 3);
     while acked.lock().unwrap().len() < 150 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

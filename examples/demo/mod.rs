@@ -75,18 +75,7 @@ async fn incr(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Failure> {
-    let by = if body.iter().all(u8::is_ascii_whitespace) {
-        1
-    } else {
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
-        v.get("by").and_then(Value::as_i64).ok_or_else(|| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                "expected {\"by\": <integer>}".into(),
-            )
-        })?
-    };
+    let by = parse_by(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     session.increment(&key, by).await?;
     // Commit now so the answer is the merged total across concurrent requests.
     session.save().await?;
@@ -107,6 +96,18 @@ async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
 
 async fn cluster(State(node): State<Node>) -> Json<Value> {
     Json(cluster_json(&node).await)
+}
+
+/// The amount of `POST /session/{key}/incr`: 1 for an empty body, else the
+/// `by` of `{"by": n}`.
+pub(crate) fn parse_by(body: &[u8]) -> Result<i64, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(1);
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    v.get("by")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| "expected {\"by\": <integer>}".to_owned())
 }
 
 /// `GET /cluster`'s body: this node's peer id, its connected peers, and the

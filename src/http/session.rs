@@ -127,17 +127,7 @@ impl Session {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         self.ensure_loaded().await?;
         let value = self.state().view.get(key).cloned();
-        value
-            .map(|v| {
-                serde_json::from_value(v).map_err(|source| {
-                    crate::doc::Error::Deserialize {
-                        key: key.to_owned(),
-                        source,
-                    }
-                    .into()
-                })
-            })
-            .transpose()
+        decode(key, value)
     }
 
     /// Every attribute, as JSON.
@@ -183,18 +173,8 @@ impl Session {
     /// [`Error::Doc`] when the old value does not deserialize into `T` (the
     /// attribute is removed all the same); [`Error::Store`].
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.remove_value(key)
-            .await?
-            .map(|v| {
-                serde_json::from_value(v).map_err(|source| {
-                    crate::doc::Error::Deserialize {
-                        key: key.to_owned(),
-                        source,
-                    }
-                    .into()
-                })
-            })
-            .transpose()
+        let old = self.remove_value(key).await?;
+        decode(key, old)
     }
 
     /// Removes attribute `key`, returning its old value as JSON.
@@ -469,6 +449,21 @@ impl Session {
             },
         }
     }
+}
+
+/// An attribute's JSON value as `T`.
+fn decode<T: DeserializeOwned>(key: &str, value: Option<Value>) -> Result<Option<T>, Error> {
+    value
+        .map(|v| {
+            serde_json::from_value(v).map_err(|source| {
+                crate::doc::Error::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                }
+                .into()
+            })
+        })
+        .transpose()
 }
 
 fn adopt(st: &mut State, view: SessionView) {

@@ -208,3 +208,13 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// `name=value` of the `id` session cookie a response sets (not a removal).
+pub fn cookie_of(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("id=") && !v.contains("Max-Age=0"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
