@@ -7,6 +7,9 @@
 //!   automerge commit persisted to RocksDB. Each session serves 50 such
 //!   requests and is then replaced by a new one (its creation is measured
 //!   too), so histories stay short, as in a real session.
+//! - `store/commit_process`, `store/commit_fsync`: one attribute written
+//!   through `Node::commit` — automerge commit plus the RocksDB write batch,
+//!   with `Durability::Process` and with `Durability::Fsync`.
 //! - `commit/history_N`: one increment, commit and change extraction on a
 //!   document that already holds N changes. automerge keeps all history and
 //!   both steps walk it, so this grows with N.
@@ -148,5 +151,47 @@ fn commits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests, commits);
+fn store_writes(c: &mut Criterion) {
+    use sessionmesh::doc::Op;
+    use sessionmesh::{Durability, SessionId};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("store");
+    for (name, durability) in [
+        ("commit_process", Durability::Process),
+        ("commit_fsync", Durability::Fsync),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = rt
+            .block_on(Node::open(
+                Config::new(dir.path()).with_durability(durability),
+            ))
+            .unwrap();
+        let mut id = SessionId::random();
+        let mut writes = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    // A fresh session every 50 writes keeps histories session-sized.
+                    if writes.is_multiple_of(REQUESTS_PER_SESSION) {
+                        id = SessionId::random();
+                        node.create(&id, &[]).await.unwrap();
+                    }
+                    writes += 1;
+                    let op = Op::Insert {
+                        key: "k".into(),
+                        json: writes.to_string(),
+                    };
+                    node.commit(&id, &[op]).await.unwrap().unwrap();
+                });
+            });
+        });
+        rt.block_on(node.shutdown()).unwrap();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, store_writes, commits);
 criterion_main!(benches);
