@@ -113,19 +113,9 @@ fn cookie_key(args: &Args) -> Key {
 
 fn main() -> ExitCode {
     support::init_tracing();
-    let args = match Args::from_env() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("actix_peer: {e}");
-            ExitCode::FAILURE
-        }
+    match support::args() {
+        Ok(args) => support::exit("actix_peer", run(&args)),
+        Err(code) => code,
     }
 }
 

@@ -25,19 +25,9 @@ use support::Args;
 #[tokio::main]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let args = match Args::from_env() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("peer: {e}");
-            ExitCode::FAILURE
-        }
+    match support::args() {
+        Ok(args) => support::exit("peer", run(args).await),
+        Err(code) => code,
     }
 }
 

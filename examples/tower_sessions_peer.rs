@@ -119,19 +119,9 @@ async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
 #[tokio::main]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let args = match Args::from_env() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tower_sessions_peer: {e}");
-            ExitCode::FAILURE
-        }
+    match support::args() {
+        Ok(args) => support::exit("tower_sessions_peer", run(args).await),
+        Err(code) => code,
     }
 }
 

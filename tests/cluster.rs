@@ -203,6 +203,39 @@ async fn a_restarted_node_and_a_new_empty_node_catch_up_without_requests() {
     }
 }
 
+/// Two connected nodes whose configs `tune` adjusts; dead sessions become
+/// tombstones at the next sweep.
+async fn pair(tune: impl Fn(sessionmesh::Config) -> sessionmesh::Config) -> Cluster {
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let net = sessionmesh::net::Config::new(KEY)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .with_anti_entropy_interval(std::time::Duration::from_millis(200));
+        let config = sessionmesh::Config::new(dir.path())
+            .with_network(net)
+            .with_tombstone_grace(std::time::Duration::ZERO);
+        nodes.push(Node::open(tune(config)).await.unwrap());
+        dirs.push(dir);
+    }
+    mesh(&[&nodes[0], &nodes[1]]).await;
+    Cluster { nodes, _dirs: dirs }
+}
+
+/// Creates a session on `a`, lets it reach `b`, cuts `b` off, then ends the
+/// session on `a` and collects it into a tombstone. Returns its id.
+async fn end_while_partitioned(a: &Node, b: &Node) -> SessionId {
+    let id = SessionId::random();
+    a.create(&id, &[insert("k", "1")]).await.unwrap();
+    eventually("replicated", || async { b.session_count() == 1 }).await;
+    partition(&[a], &[b], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    a.commit(&id, &[Op::Invalidate]).await.unwrap();
+    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    id
+}
+
 async fn partition(side_a: &[&Node], side_b: &[&Node], blocked: bool) {
     for x in side_a {
         for y in side_b {
@@ -363,28 +396,9 @@ async fn rotation_kills_the_old_id_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tombstone_is_never_resurrected_and_ends_a_stale_live_copy() {
     // A ends the session and collects it while B is cut off with a live copy.
-    let mut nodes = Vec::new();
-    let mut dirs = Vec::new();
-    for _ in 0..2 {
-        let dir = tempfile::tempdir().unwrap();
-        let net = sessionmesh::net::Config::new(KEY)
-            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .with_anti_entropy_interval(std::time::Duration::from_millis(200));
-        let config = sessionmesh::Config::new(dir.path())
-            .with_network(net)
-            .with_tombstone_grace(std::time::Duration::ZERO);
-        nodes.push(Node::open(config).await.unwrap());
-        dirs.push(dir);
-    }
-    let (a, b) = (&nodes[0], &nodes[1]);
-    mesh(&[a, b]).await;
-    let id = SessionId::random();
-    a.create(&id, &[insert("k", "1")]).await.unwrap();
-    eventually("replicated", || async { b.session_count() == 1 }).await;
-    partition(&[a], &[b], true).await;
-    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
-    a.commit(&id, &[Op::Invalidate]).await.unwrap();
-    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    let c = pair(|config| config).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let id = end_while_partitioned(a, b).await;
     assert_eq!(attrs(b, &id).await.unwrap()["k"], 1, "B still has its copy");
     partition(&[a], &[b], false).await;
     eventually("the stale copy ends", || async {
@@ -425,31 +439,15 @@ async fn an_allow_list_keeps_other_peers_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_away_past_the_gc_horizon_cannot_bring_a_collected_session_back() {
     let clock = sessionmesh::ManualClock::new(1_000_000);
-    let mut nodes = Vec::new();
-    let mut dirs = Vec::new();
-    for _ in 0..2 {
-        let dir = tempfile::tempdir().unwrap();
-        let net = sessionmesh::net::Config::new(KEY)
-            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .with_anti_entropy_interval(std::time::Duration::from_millis(100));
-        let config = sessionmesh::Config::new(dir.path())
-            .with_network(net)
+    let c = pair(|config| {
+        config
             .with_clock(clock.clone())
-            .with_tombstone_grace(std::time::Duration::ZERO)
-            .with_gc_horizon(std::time::Duration::from_secs(3_600));
-        nodes.push(Node::open(config).await.unwrap());
-        dirs.push(dir);
-    }
-    let (a, b) = (&nodes[0], &nodes[1]);
-    mesh(&[a, b]).await;
-    let id = SessionId::random();
-    a.create(&id, &[insert("k", "1")]).await.unwrap();
-    eventually("replicated", || async { b.session_count() == 1 }).await;
+            .with_gc_horizon(std::time::Duration::from_secs(3_600))
+    })
+    .await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
     // B goes away; A ends the session, collects it, and forgets the tombstone.
-    partition(&[a], &[b], true).await;
-    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
-    a.commit(&id, &[Op::Invalidate]).await.unwrap();
-    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    let id = end_while_partitioned(a, b).await;
     clock.advance(std::time::Duration::from_secs(2 * 3_600));
     assert_eq!(a.sweep().await.unwrap().forgotten, 1);
     // B comes back with its old copy; A never takes it.

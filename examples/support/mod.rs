@@ -103,6 +103,28 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     })
 }
 
+/// The flags, or exit code 2 after printing what is wrong with them.
+pub(crate) fn args() -> Result<Args, std::process::ExitCode> {
+    Args::from_env().map_err(|e| {
+        eprintln!("{e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// The exit code for a peer's run: success, or failure after printing why.
+pub(crate) fn exit(
+    name: &str,
+    result: Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub(crate) fn init_tracing() {
     tracing_subscriber::fmt()
