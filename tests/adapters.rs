@@ -118,6 +118,19 @@ async fn single_node(bin: &str) {
     assert_ne!(Some(new.as_str()), c, "{bin}");
     assert_eq!(p.all(Some(&new)).await, json!({"n": 42}), "{bin}");
     assert_eq!(p.all(c).await, json!({}), "{bin}: the old id is dead");
+    let cluster: Value = p
+        .req(Method::GET, "/cluster", None, "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        cluster["peer_id"].is_string() && cluster["peers"].is_array(),
+        "{bin}: {cluster}"
+    );
+    // The first session, the forged id's fresh one, and the rotated-from
+    // session, which stays stored (dead) until the sweeper collects it.
+    assert_eq!(cluster["sessions"], 3, "{bin}");
 
     // Invalidation ends it and removes the cookie.
     let inv = p

@@ -1,5 +1,6 @@
-//! The demo peer as a real OS process: the HTTP contract over a socket, and
-//! durability across SIGKILL in the middle of a stream of commits.
+//! The demo peer as a real OS process: durability across SIGKILL in the
+//! middle of a stream of commits. (Its HTTP contract over a socket is
+//! `tests/adapters.rs`, run against every integration path.)
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -53,110 +54,6 @@ fn spawn_writers(
     (acked, writers)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_contract_over_a_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let peer = PeerProcess::start(dir.path()).await;
-    let http = Client::new();
-    let url = |p: &str| format!("{}{p}", peer.base);
-
-    let health = http.get(url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.text().await.unwrap(), "ok");
-
-    let empty = http.get(url("/session")).send().await.unwrap();
-    assert_eq!(empty.status(), StatusCode::OK);
-    assert!(
-        cookie_of(&empty).is_none(),
-        "GET /session never creates a session"
-    );
-    assert_eq!(empty.text().await.unwrap(), "{}");
-
-    let put = http
-        .put(url("/session/cart"))
-        .body(r#"["apple"]"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), StatusCode::NO_CONTENT);
-    let cookie = cookie_of(&put).expect("cookie");
-
-    let with = |rb: reqwest::RequestBuilder| rb.header(header::COOKIE, cookie.clone());
-    let incr = with(http.post(url("/session/n/incr")))
-        .json(&serde_json::json!({"by": 3}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(incr.status(), StatusCode::OK);
-    assert_eq!(incr.json::<serde_json::Value>().await.unwrap(), 3);
-    let bad = with(http.put(url("/session/x")))
-        .body("not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let big = format!("\"{}\"", "z".repeat(1_100_000));
-    let too_big = with(http.put(url("/session/x")))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let del = with(http.delete(url("/session/cart")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), StatusCode::NO_CONTENT);
-    let all: serde_json::Value = with(http.get(url("/session")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all, serde_json::json!({"n": 3}));
-
-    let cycled = with(http.post(url("/session/cycle"))).send().await.unwrap();
-    assert_eq!(cycled.status(), StatusCode::NO_CONTENT);
-    let new_cookie = cookie_of(&cycled).expect("new cookie");
-    assert_ne!(new_cookie, cookie);
-    let cluster: serde_json::Value = http
-        .get(url("/cluster"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(cluster["peer_id"].is_string() && cluster["peers"].is_array());
-    assert_eq!(
-        cluster["sessions"], 2,
-        "the rotated-from session is stored until swept"
-    );
-
-    let inv = http
-        .post(url("/session/invalidate"))
-        .header(header::COOKIE, &new_cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(inv.status(), StatusCode::NO_CONTENT);
-    assert!(inv
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().unwrap().contains("Max-Age=0")));
-    let gone = http
-        .get(url("/session"))
-        .header(header::COOKIE, &new_cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.text().await.unwrap(), "{}");
-}
-
-/// Writers keep committing while the peer is killed with `SIGKILL`; afterwards every
-/// write that was answered 204 is on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();

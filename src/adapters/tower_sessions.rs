@@ -274,4 +274,28 @@ mod tests {
         let again = store.load(&moved.id).await.unwrap().unwrap();
         assert_eq!(attributes(&again)["n"], 42);
     }
+
+    #[tokio::test]
+    async fn create_draws_a_new_id_on_collision_and_expired_deletion_sweeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MeshStore::new(Node::open(crate::Config::new(dir.path())).await.unwrap());
+        let expiry_date = OffsetDateTime::now_utc() + time::Duration::days(1);
+        let mut first = Record {
+            id: Id::default(),
+            data: std::collections::HashMap::new(),
+            expiry_date,
+        };
+        store.create(&mut first).await.unwrap();
+        let mut second = Record {
+            id: first.id,
+            data: std::collections::HashMap::new(),
+            expiry_date,
+        };
+        store.create(&mut second).await.unwrap();
+        assert_ne!(second.id, first.id, "an id in use is never reused");
+        store.delete(&first.id).await.unwrap();
+        store.delete_expired().await.unwrap();
+        assert!(store.load(&first.id).await.unwrap().is_none());
+        assert!(store.load(&second.id).await.unwrap().is_some());
+    }
 }
