@@ -51,6 +51,8 @@ struct Replica {
     /// Sequential model of this replica's own keys.
     model: BTreeMap<String, i64>,
     increments: i64,
+    /// The chunk of every change this replica committed, in order.
+    chunks: Vec<Vec<u8>>,
 }
 
 fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
@@ -89,15 +91,23 @@ fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
                 .unwrap(),
             Step::Invalidate => rep.doc.invalidate().unwrap(),
         }
-        rep.doc.commit();
+        if rep.doc.commit().is_some() {
+            rep.chunks.push(rep.doc.last_local_chunk().unwrap());
+        }
     }
 }
 
 fn replicas(schedules: &[Vec<Step>]) -> Vec<Replica> {
+    replicas_from(schedules).1
+}
+
+/// The replicas and the chunk of the base change they all start from.
+fn replicas_from(schedules: &[Vec<Step>]) -> (Vec<u8>, Vec<Replica>) {
     let node = NodeId::random();
     let mut base = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
     base.commit();
-    schedules
+    let base_chunk = base.last_local_chunk().unwrap();
+    let reps = schedules
         .iter()
         .enumerate()
         .map(|(i, steps)| {
@@ -106,11 +116,13 @@ fn replicas(schedules: &[Vec<Step>]) -> Vec<Replica> {
                 node: NodeId::random(),
                 model: BTreeMap::new(),
                 increments: 0,
+                chunks: Vec::new(),
             };
             run(i, &mut rep, steps);
             rep
         })
-        .collect()
+        .collect();
+    (base_chunk, reps)
 }
 
 fn merge_in(order: &[usize], docs: &mut [SessionDoc]) -> SessionDoc {
@@ -196,6 +208,38 @@ proptest! {
             if let Some(winner) = values.get("s") {
                 prop_assert_eq!(&a.conflicts("s").unwrap()[0], winner);
             }
+        }
+    }
+
+    /// What a replica does on every push: apply one change and read again
+    /// only the keys it wrote. The summary kept that way equals one read in
+    /// full after every change, whatever the interleaving of the writers.
+    #[test]
+    fn a_summary_refreshed_change_by_change_equals_a_full_read(
+        schedules in prop::collection::vec(prop::collection::vec(step(), 0..10), 1..4),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 40),
+    ) {
+        let (base, reps) = replicas_from(&schedules);
+        let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> =
+            reps.into_iter().map(|r| r.chunks.into()).collect();
+        let mut doc = SessionDoc::empty(ActorId::random());
+        let mut summary = doc.summary().unwrap();
+        let mut pending = vec![base];
+        let mut picks = picks.into_iter();
+        loop {
+            let Some(chunk) = pending.pop() else {
+                let live: Vec<usize> = (0..queues.len()).filter(|&i| !queues[i].is_empty()).collect();
+                if live.is_empty() {
+                    break;
+                }
+                let i = picks.next().map_or(0, |p| p.index(live.len()));
+                pending.push(queues[live[i]].pop_front().unwrap());
+                continue;
+            };
+            prop_assert!(doc.apply_change_chunk(&chunk).unwrap(), "each change applies as is");
+            let written = sessionmesh::doc::written_keys(&chunk).unwrap();
+            summary.refresh(&doc, written.iter().map(String::as_str)).unwrap();
+            prop_assert_eq!(&summary, &doc.summary().unwrap());
         }
     }
 

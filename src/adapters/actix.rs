@@ -211,10 +211,10 @@ pub fn would_exceed(
     key: &str,
     value: &Value,
 ) -> bool {
-    let mut size = "data/".len() + key.len() + value.to_string().len();
+    let mut size = crate::doc::entry_size(key, value);
     for (k, v) in entries(session) {
         if k != key {
-            size += "data/".len() + k.len() + v.to_string().len();
+            size += crate::doc::entry_size(&k, &v);
         }
     }
     size > node.config().max_session_bytes()

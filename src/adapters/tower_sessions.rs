@@ -238,10 +238,10 @@ pub async fn would_exceed(
     key: &str,
     value: &serde_json::Value,
 ) -> Result<bool, tower_sessions::session::Error> {
-    let mut size = "data/".len() + key.len() + value.to_string().len();
+    let mut size = crate::doc::entry_size(key, value);
     for (k, v) in entries(session).await? {
         if k != key {
-            size += "data/".len() + k.len() + v.to_string().len();
+            size += crate::doc::entry_size(&k, &v);
         }
     }
     Ok(size > node.config().max_session_bytes())

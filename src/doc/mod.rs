@@ -22,6 +22,8 @@
 //! two counters created concurrently under one key as a conflict, and every
 //! later increment lands on both, so no read rule recovers the exact sum.
 //! A node never races itself, so its own counter is created exactly once.
+//! When a value and counters exist under one key at once (a set concurrent
+//! with an increment), the value is what reads see until the next write.
 
 mod error;
 mod op;
@@ -34,5 +36,6 @@ mod tests;
 
 pub use error::Error;
 pub use op::{ExpiryMode, Op};
+pub use read::entry_size;
 pub use session_doc::{SessionDoc, Status};
-pub use summary::Summary;
+pub use summary::{written_keys, Summary};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef, ROOT};
 use serde::de::DeserializeOwned;
 
 use super::session_doc::{
@@ -30,16 +30,18 @@ impl SessionDoc {
             .transpose()
     }
 
-    /// Reads attribute `key` as JSON (a counter reads as its total).
+    /// Reads attribute `key` as JSON (a counter reads as its total). When a
+    /// value and a counter exist at once (a set concurrent with an
+    /// increment), the value wins until the next write to the key.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] for a foreign value.
     pub fn get_json(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
-        if let Some(total) = self.counter_total(key)? {
-            return Ok(Some(total.into()));
+        if let Some(value) = self.data_value(key)? {
+            return Ok(Some(value));
         }
-        self.data_value(key)
+        Ok(self.counter_total(key)?.map(Into::into))
     }
 
     /// Every value concurrently written to attribute `key`, winner first.
@@ -64,44 +66,29 @@ impl SessionDoc {
     ///
     /// [`Error::Corrupt`] for a foreign value.
     pub fn attributes(&self) -> Result<BTreeMap<String, serde_json::Value>, Error> {
-        let mut out = BTreeMap::new();
+        let mut names = std::collections::BTreeSet::new();
         for k in self.doc.keys(ROOT) {
-            if let Some(name) = k.strip_prefix(DATA) {
-                if let Some(v) = self.data_value(name)? {
-                    out.insert(name.to_owned(), v);
-                }
-            } else if let Some(rest) = k.strip_prefix(COUNT) {
-                if let Some((name, _node)) = rest.rsplit_once('/') {
-                    if !out.contains_key(name) {
-                        if let Some(total) = self.counter_total(name)? {
-                            out.insert(name.to_owned(), total.into());
-                        }
-                    }
-                }
+            if let Some(name) = attribute_of(&k) {
+                names.insert(name.to_owned());
+            }
+        }
+        let mut out = BTreeMap::new();
+        for name in names {
+            if let Some(v) = self.get_json(&name)? {
+                out.insert(name, v);
             }
         }
         Ok(out)
     }
 
-    /// Bytes the attributes take as JSON (keys plus values): what the size
-    /// limit is measured on. History is not counted, so a session that is
+    /// Bytes the attributes take (see [`entry_size`]): what the size limit
+    /// is measured on. History is not counted, so a session that is
     /// rewritten often does not grow unwritable.
     #[must_use]
     pub fn state_size(&self) -> usize {
-        self.doc
-            .keys(ROOT)
-            .filter(|k| k.starts_with(DATA) || k.starts_with(COUNT))
-            .map(|k| {
-                let value = match self.doc.get(ROOT, k.as_str()) {
-                    Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
-                        ScalarValue::Str(s) => s.len(),
-                        _ => 8,
-                    },
-                    _ => 0,
-                };
-                k.len() + value
-            })
-            .sum()
+        self.attributes()
+            .map(|a| a.iter().map(|(k, v)| entry_size(k, v)).sum())
+            .unwrap_or(0)
     }
 
     /// Liveness at `now`.
@@ -141,9 +128,13 @@ impl SessionDoc {
         let created = self.time(CREATED).ok().flatten()?;
         let touched = self
             .doc
-            .keys(ROOT)
-            .filter(|k| k.starts_with(TOUCH))
-            .filter_map(|k| self.time(&k).ok().flatten())
+            .map_range(ROOT, prefix_range(TOUCH))
+            .filter_map(|item| match item.value {
+                ValueRef::Scalar(ScalarValueRef::Timestamp(t) | ScalarValueRef::Int(t)) => {
+                    u64::try_from(t).ok()
+                }
+                _ => None,
+            })
             .max();
         Some(touched.map_or(created, |t| t.max(created)))
     }
@@ -191,19 +182,17 @@ impl SessionDoc {
     pub(super) fn counter_total(&self, key: &str) -> Result<Option<i64>, Error> {
         let prefix = format!("{COUNT}{key}/");
         let mut total: Option<i64> = None;
-        for slot in self.doc.keys(ROOT).filter(|k| is_slot_of(k, &prefix)) {
-            if let Some((Value::Scalar(s), _)) = self.doc.get(ROOT, slot.as_str())? {
-                let n = match s.as_ref() {
-                    ScalarValue::Counter(c) => i64::from(c),
-                    ScalarValue::Int(i) => *i,
-                    _ => {
-                        return Err(Error::Corrupt {
-                            key: key.to_owned(),
-                        })
-                    }
-                };
-                total = Some(total.unwrap_or(0).saturating_add(n));
+        for item in self.doc.map_range(ROOT, prefix_range(&prefix)) {
+            if !is_slot_of(&item.key, &prefix) {
+                continue;
             }
+            let ValueRef::Scalar(ScalarValueRef::Counter(n) | ScalarValueRef::Int(n)) = item.value
+            else {
+                return Err(Error::Corrupt {
+                    key: key.to_owned(),
+                });
+            };
+            total = Some(total.unwrap_or(0).saturating_add(n));
         }
         Ok(total)
     }
@@ -230,6 +219,39 @@ impl SessionDoc {
     fn int(&self, key: &str) -> Option<u64> {
         self.time(key).ok().flatten()
     }
+}
+
+/// The keys that start with `prefix`, which ends in `/`, as a key range:
+/// automerge seeks to it instead of walking every key of the map.
+pub(super) fn prefix_range(prefix: &str) -> std::ops::Range<String> {
+    let stem = prefix.strip_suffix('/').unwrap_or(prefix);
+    // '0' is the character after '/'.
+    prefix.to_owned()..format!("{stem}0")
+}
+
+/// The attribute a root key holds a part of: `data/<name>` or
+/// `count/<name>/<node>`.
+pub(super) fn attribute_of(root_key: &str) -> Option<&str> {
+    if let Some(name) = root_key.strip_prefix(DATA) {
+        return Some(name);
+    }
+    root_key
+        .strip_prefix(COUNT)
+        .and_then(|rest| rest.rsplit_once('/'))
+        .map(|(name, _node)| name)
+}
+
+/// What one attribute counts toward the session's size limit: its name
+/// plus a fixed 5 bytes, and 8 bytes for an integer or its JSON text
+/// otherwise.
+#[must_use]
+pub fn entry_size(name: &str, value: &serde_json::Value) -> usize {
+    let value = if value.is_i64() {
+        8
+    } else {
+        value.to_string().len()
+    };
+    5 + name.len() + value
 }
 
 pub(super) fn is_slot_of(k: &str, prefix: &str) -> bool {

@@ -5,7 +5,7 @@ use automerge::{
 };
 use serde::Serialize;
 
-use super::read::is_slot_of;
+use super::read::{is_slot_of, prefix_range};
 use super::{Error, ExpiryMode, Op};
 use crate::clock::Millis;
 use crate::id::{DocKey, NodeId};
@@ -356,11 +356,33 @@ impl SessionDoc {
     ///
     /// [`Error::Sync`] for malformed bytes; [`Error::Automerge`] when the
     /// change does not apply.
-    pub fn apply_change_chunk(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    ///
+    /// Returns whether the document moved by exactly this change (its heads
+    /// are the old ones minus the change's dependencies plus the change);
+    /// `false` when it was known already, is waiting for a dependency, or
+    /// completed earlier queued changes.
+    pub fn apply_change_chunk(&mut self, bytes: &[u8]) -> Result<bool, Error> {
         let change = automerge::Change::from_bytes(bytes.to_vec())
             .map_err(|e| Error::Sync(e.to_string()))?;
+        let mut expected = self.doc.get_heads();
+        if expected.contains(&change.hash()) {
+            return Ok(false);
+        }
+        expected.retain(|h| !change.deps().contains(h));
+        expected.push(change.hash());
+        expected.sort();
         self.doc.apply_changes([change])?;
-        Ok(())
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        Ok(heads == expected)
+    }
+
+    /// The chunk of this replica's latest local change (what a push
+    /// carries), `None` before its first commit.
+    pub fn last_local_chunk(&mut self) -> Option<Vec<u8>> {
+        self.doc
+            .get_last_local_change()
+            .map(|mut c| c.bytes().into_owned())
     }
 
     /// An independent copy that writes as `actor`.
@@ -412,8 +434,9 @@ impl SessionDoc {
         let prefix = format!("{COUNT}{key}/");
         let slots: Vec<String> = self
             .doc
-            .keys(ROOT)
-            .filter(|k| is_slot_of(k, &prefix))
+            .map_range(ROOT, prefix_range(&prefix))
+            .filter(|item| is_slot_of(&item.key, &prefix))
+            .map(|item| item.key.into_owned())
             .collect();
         for s in slots {
             self.doc.delete(ROOT, s.as_str())?;

@@ -1,6 +1,9 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Error, ExpiryMode, SessionDoc, Status};
+use automerge::legacy::{Key, ObjectId};
+
+use super::read::{attribute_of, entry_size};
+use super::{Error, ExpiryMode, Op, SessionDoc, Status};
 use crate::clock::Millis;
 
 /// Everything a request needs from a document, read out once after each
@@ -37,6 +40,102 @@ impl Summary {
             Some(_) => Status::Live,
         }
     }
+
+    /// Bytes the attributes take, as the size limit counts them
+    /// ([`entry_size`]).
+    #[must_use]
+    pub fn state_size(&self) -> usize {
+        self.attributes.iter().map(|(k, v)| entry_size(k, v)).sum()
+    }
+
+    /// What [`state_size`](Self::state_size) becomes once `ops` are applied
+    /// to the latest document, computed without touching it, so an
+    /// oversized write is refused before anything is written.
+    #[must_use]
+    pub fn state_size_after(&self, ops: &[Op]) -> usize {
+        let mut sizes: BTreeMap<&str, usize> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), entry_size(k, v)))
+            .collect();
+        for op in ops {
+            match op {
+                Op::Insert { key, json } => {
+                    let size = match serde_json::from_str::<serde_json::Value>(json) {
+                        Ok(v) => entry_size(key, &v),
+                        Err(_) => 5 + key.len() + json.len(),
+                    };
+                    sizes.insert(key, size);
+                }
+                Op::Increment { key, .. } => {
+                    sizes.insert(key, entry_size(key, &serde_json::Value::from(0)));
+                }
+                Op::Remove { key } => {
+                    sizes.remove(key.as_str());
+                }
+                Op::Clear | Op::Invalidate => sizes.clear(),
+                Op::SetExpiry { .. } => {}
+            }
+        }
+        sizes.values().sum()
+    }
+
+    /// Brings the summary up to date after `doc` gained changes that wrote
+    /// the root keys `written` and nothing else: only those attributes (and
+    /// the metadata, if any `meta/` key is among them) are read again, so
+    /// the cost follows what changed, not the size of the session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a foreign attribute value.
+    pub fn refresh<'k>(
+        &mut self,
+        doc: &SessionDoc,
+        written: impl IntoIterator<Item = &'k str>,
+    ) -> Result<(), Error> {
+        let mut names = BTreeSet::new();
+        let mut meta = false;
+        for key in written {
+            match attribute_of(key) {
+                Some(name) => {
+                    names.insert(name);
+                }
+                None => meta = true,
+            }
+        }
+        for name in names {
+            match doc.get_json(name)? {
+                Some(v) => {
+                    self.attributes.insert(name.to_owned(), v);
+                }
+                None => {
+                    self.attributes.remove(name);
+                }
+            }
+        }
+        if meta {
+            let attributes = std::mem::take(&mut self.attributes);
+            *self = doc.summary_without_attributes(attributes);
+        }
+        Ok(())
+    }
+}
+
+/// The root keys one change chunk writes, or `None` when `chunk` is not
+/// exactly one change or writes anywhere but the root map (then the caller
+/// reads the whole summary again).
+#[must_use]
+pub fn written_keys(chunk: &[u8]) -> Option<Vec<String>> {
+    let change = automerge::Change::from_bytes(chunk.to_vec()).ok()?;
+    change
+        .decode()
+        .operations
+        .iter()
+        .map(|op| match (&op.obj, &op.key) {
+            (ObjectId::Root, Key::Map(k)) => Some(k.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl SessionDoc {
@@ -46,18 +145,25 @@ impl SessionDoc {
     ///
     /// [`Error::Corrupt`] for a foreign attribute value.
     pub fn summary(&self) -> Result<Summary, Error> {
+        Ok(self.summary_without_attributes(self.attributes()?))
+    }
+
+    fn summary_without_attributes(
+        &self,
+        attributes: BTreeMap<String, serde_json::Value>,
+    ) -> Summary {
         let ended = match self.status(0) {
             s @ (Status::Invalidated | Status::Rotated(_)) => Some(s),
             _ => None,
         };
-        Ok(Summary {
-            attributes: self.attributes()?,
+        Summary {
+            attributes,
             expiry: self.expiry_mode(),
             max_idle_ms: self.max_idle_ms(),
             absolute_expiry_ms: self.absolute_expiry_ms(),
             last_access: self.last_access(),
             deadline: self.deadline(),
             ended,
-        })
+        }
     }
 }

@@ -11,7 +11,7 @@ use automerge::ChangeHash;
 use super::handle::Inner;
 use super::{SessionView, SweepReport};
 use crate::clock::Millis;
-use crate::doc::{Op, SessionDoc, Status, Summary};
+use crate::doc::{written_keys, Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
 use crate::store::{DueKind, SlotState, Stored};
 use crate::Error;
@@ -133,7 +133,7 @@ impl Inner {
             {
                 let heads = doc.heads();
                 doc.touch(inner.node_id, now)?;
-                if let Some(chunk) = inner.commit_slot(key, state, &heads, now, false)? {
+                if let Some(chunk) = inner.commit_slot(key, state, &heads, now)? {
                     pushes.push((key, chunk));
                 }
             }
@@ -171,12 +171,13 @@ impl Inner {
             }
             apply_all(&mut doc, ops, inner)?;
             let summary = doc.summary()?;
+            inner.check_size(summary.state_size())?;
             *state = SlotState::Doc {
                 doc,
                 record: None,
                 summary,
             };
-            let chunk = match inner.commit_slot(key, state, &[], now, true) {
+            let chunk = match inner.commit_slot(key, state, &[], now) {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     *state = SlotState::Missing;
@@ -209,9 +210,10 @@ impl Inner {
             if summary.status(now) != Status::Live {
                 return Ok((None, Vec::new()));
             }
+            inner.check_size(summary.state_size_after(ops))?;
             let heads = doc.heads();
             apply_all(doc, ops, inner)?;
-            let chunk = inner.commit_slot(key, state, &heads, now, true)?;
+            let chunk = inner.commit_slot(key, state, &heads, now)?;
             // An invalidation in `ops` is answered like any other end.
             Ok((
                 live_view(state, now),
@@ -239,11 +241,20 @@ impl Inner {
             let (view, mut pushes) = inner.create(new, ops, Some(doc))?;
             let heads = doc.heads();
             doc.set_successor(new)?;
-            if let Some(chunk) = inner.commit_slot(old, state, &heads, now, false)? {
+            if let Some(chunk) = inner.commit_slot(old, state, &heads, now)? {
                 pushes.push((old, chunk));
             }
             Ok((Some(view), pushes))
         })
+    }
+
+    /// Refuses a write that would leave the session over its size limit.
+    fn check_size(&self, size: usize) -> Result<(), Error> {
+        let limit = self.config.max_session_bytes;
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
     }
 
     /// Commits the pending operations of the document in `state`, persists
@@ -254,35 +265,30 @@ impl Inner {
         state: &mut SlotState,
         heads: &[ChangeHash],
         now: Millis,
-        check_size: bool,
     ) -> Result<Option<Vec<u8>>, Error> {
         let SlotState::Doc { doc, .. } = state else {
             return Ok(None);
         };
-        if check_size {
-            let size = doc.state_size();
-            if size > self.config.max_session_bytes {
-                doc.rollback();
-                return Err(Error::TooLarge {
-                    size,
-                    limit: self.config.max_session_bytes,
-                });
-            }
-        }
         if doc.commit().is_none() {
             return Ok(None);
         }
-        self.persist_slot(key, state, heads, now).map(Some)
+        let chunk = doc.last_local_chunk();
+        self.persist_slot(key, state, heads, now, chunk).map(Some)
     }
 
     /// Persists whatever the document in `state` gained since `heads` and
     /// refreshes its summary; on failure the slot is reset to what is on disk.
+    /// `exact` is the chunk of the one change the document gained, when the
+    /// caller knows it (a local commit, a push that applied as is): it is
+    /// stored as is and only the keys it wrote are read again. Otherwise the
+    /// gain is extracted from the document and the summary read in full.
     pub(crate) fn persist_slot(
         &self,
         key: DocKey,
         state: &mut SlotState,
         heads: &[ChangeHash],
         now: Millis,
+        exact: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, Error> {
         let SlotState::Doc {
             doc,
@@ -292,9 +298,22 @@ impl Inner {
         else {
             return Ok(Vec::new());
         };
-        let result = doc.summary().map_err(Error::from).and_then(|fresh| {
-            let chunk = doc.save_after(heads);
-            let at = self.index_time(&fresh, now);
+        let written = exact.as_deref().and_then(written_keys);
+        let result = match written {
+            Some(keys) => summary
+                .refresh(doc, keys.iter().map(String::as_str))
+                .map_err(Error::from),
+            None => doc
+                .summary()
+                .map(|fresh| *summary = fresh)
+                .map_err(Error::from),
+        }
+        .and_then(|()| {
+            let chunk = match exact {
+                Some(chunk) => chunk,
+                None => doc.save_after(heads),
+            };
+            let at = self.index_time(summary, now);
             let mut rec = self.db.append(key, &chunk, *record, at, doc.heads_hash())?;
             if rec.log_count >= self.config.compact_every {
                 // The change is durable already; a failed compaction only
@@ -306,11 +325,10 @@ impl Inner {
                     }
                 }
             }
-            Ok((fresh, rec, chunk))
+            Ok((rec, chunk))
         });
         match result {
-            Ok((fresh, rec, chunk)) => {
-                *summary = fresh;
+            Ok((rec, chunk)) => {
                 *record = Some(rec);
                 Ok(chunk)
             }

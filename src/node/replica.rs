@@ -74,10 +74,12 @@ impl Inner {
     /// Runs `f` on the document for `key`, creating an empty replica when
     /// this node has none, and persists whatever `f` added. Returns `None`
     /// for a tombstone (with whether it ended for good).
+    /// `f` returns, besides its answer, the chunk of the one change it
+    /// applied when it knows the document moved by exactly that change.
     fn absorb<R>(
         &self,
         key: DocKey,
-        f: impl FnOnce(&mut SessionDoc) -> Result<R, Error>,
+        f: impl FnOnce(&mut SessionDoc) -> Result<(R, Option<Vec<u8>>), Error>,
     ) -> Result<Result<R, bool>, Error> {
         self.with_slot(key, |inner, state| {
             let was_missing = match state {
@@ -98,7 +100,7 @@ impl Inner {
                 return Ok(Err(false));
             };
             let heads = doc.heads();
-            let out = match f(doc) {
+            let (out, exact) = match f(doc) {
                 Ok(out) => out,
                 Err(e) => {
                     if was_missing {
@@ -115,7 +117,7 @@ impl Inner {
                 // away): it could never be served, so it is not kept.
                 *state = SlotState::Missing;
             } else if changed {
-                inner.persist_slot(key, state, &heads, inner.now())?;
+                inner.persist_slot(key, state, &heads, inner.now(), exact)?;
                 if was_missing {
                     inner.sessions.fetch_add(1, Ordering::Relaxed);
                 }
@@ -132,8 +134,8 @@ impl Inner {
             };
         }
         match self.absorb(key, |doc| {
-            doc.apply_change_chunk(changes)?;
-            Ok(doc.has_missing_deps())
+            let exact = doc.apply_change_chunk(changes)?;
+            Ok((doc.has_missing_deps(), exact.then(|| changes.to_vec())))
         }) {
             Ok(Ok(missing_deps)) => Response::Ack {
                 applied: !missing_deps,
@@ -150,7 +152,7 @@ impl Inner {
     /// This node's next message for `peer` about `key`.
     pub(crate) fn sync_generate(&self, peer: PeerId, key: DocKey) -> Result<Step, Error> {
         let mut st = self.take_state(peer, key);
-        let out = self.absorb(key, |doc| Ok(doc.generate_sync_message(&mut st)));
+        let out = self.absorb(key, |doc| Ok((doc.generate_sync_message(&mut st), None)));
         self.put_state(peer, key, st);
         Ok(match out? {
             Ok(Some(m)) => Step::Send(m),
@@ -168,7 +170,9 @@ impl Inner {
     ) -> Result<Step, Error> {
         let mut st = self.take_state(peer, key);
         let out = self.absorb(key, |doc| {
-            doc.receive_sync_message(&mut st, msg).map_err(Error::from)
+            doc.receive_sync_message(&mut st, msg)
+                .map(|()| ((), None))
+                .map_err(Error::from)
         });
         self.put_state(peer, key, st);
         Ok(match out? {

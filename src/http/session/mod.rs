@@ -10,7 +10,7 @@ use serde_json::Value;
 mod commit;
 
 use super::Expiry;
-use crate::doc::{ExpiryMode, Op};
+use crate::doc::{entry_size, ExpiryMode, Op};
 use crate::{Error, Node, SessionId, SessionView};
 
 /// Tries to draw an unused id before giving up (a collision of 128 random
@@ -154,7 +154,7 @@ impl Session {
         self.ensure_loaded().await?;
         let limit = self.inner.node.config().max_session_bytes();
         let mut st = self.state();
-        let size = estimated_size(&st.view, Some((key, json.len())));
+        let size = size_with(&st.view, key, &value);
         if size > limit {
             return Err(Error::TooLarge { size, limit });
         }
@@ -328,18 +328,15 @@ fn adopt(st: &mut State, view: SessionView) {
     st.view = view.attributes;
 }
 
-/// Mirrors `SessionDoc::state_size` closely enough to refuse an oversized
-/// insert at the call site; the node checks exactly at commit.
-fn estimated_size(view: &BTreeMap<String, Value>, replacing: Option<(&str, usize)>) -> usize {
-    let mut size: usize = view
-        .iter()
-        .filter(|(k, _)| replacing.is_none_or(|(r, _)| r != k.as_str()))
-        .map(|(k, v)| 5 + k.len() + if v.is_i64() { 8 } else { v.to_string().len() })
-        .sum();
-    if let Some((k, len)) = replacing {
-        size += 5 + k.len() + len;
-    }
-    size
+/// The session's size (as the node counts it, [`entry_size`]) with `key`
+/// set to `value`, so an oversized insert is refused at the call site; the
+/// node checks again at commit, against the latest document.
+fn size_with(view: &BTreeMap<String, Value>, key: &str, value: &Value) -> usize {
+    view.iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(k, v)| entry_size(k, v))
+        .sum::<usize>()
+        + entry_size(key, value)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
