@@ -13,16 +13,33 @@ pub struct DigestEntry {
     pub heads: u64,
 }
 
+/// One commit's change chunk in a [`Request::Push`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pushed {
+    /// The document key.
+    pub key: ByteArray<16>,
+    /// Exactly one automerge change.
+    pub changes: ByteBuf,
+}
+
+/// The receiver's answer to one [`Pushed`] chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The change is persisted on the receiver.
+    pub applied: bool,
+    /// The receiver lacks earlier changes: run a sync.
+    pub missing_deps: bool,
+}
+
 /// A request from one node to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Request {
-    /// One commit's change chunk.
+    /// Change chunks of commits, in commit order: every chunk queued for
+    /// the peer while the previous push was in flight.
     Push {
-        /// The document key.
-        key: ByteArray<16>,
-        /// Exactly one automerge change.
-        changes: ByteBuf,
+        /// The chunks.
+        items: Vec<Pushed>,
     },
     /// One round of automerge's sync protocol for one document.
     Sync {
@@ -51,12 +68,10 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Response {
-    /// To `Push`.
-    Ack {
-        /// The change is persisted on the receiver.
-        applied: bool,
-        /// The receiver lacks earlier changes: run a sync.
-        missing_deps: bool,
+    /// To `Push`: one per item, in order.
+    Acks {
+        /// The answers.
+        acks: Vec<Ack>,
     },
     /// To `Sync`.
     Sync {

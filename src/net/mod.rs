@@ -8,7 +8,7 @@
 //!
 //! | request | sent when | the receiver | response |
 //! |---|---|---|---|
-//! | `Push { key, changes }` | after every local commit, to every connected peer | applies the change chunk to its replica, persists it | `Ack { applied, missing_deps }`: `applied` only once the change is on its disk |
+//! | `Push { items }` | after local commits, to every connected peer: one push in flight per peer, carrying every change chunk committed meanwhile, in commit order | applies each change chunk to its replica, persists it | `Acks { acks }`, one `Ack { applied, missing_deps }` per item: `applied` only once the change is on its disk |
 //! | `Sync { key, msg }` | catch-up: a push hit missing dependencies, anti-entropy found a difference, or a request carried an id this node lacks (fetch on miss) | runs automerge's sync protocol with its state for (peer, document), persists what arrived | `Sync { msg, gone }`: the next sync message, or `gone` for a tombstoned session |
 //! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys }`: documents either side lacks or holds differently |
 //!
@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use config::{Config, Replication, SyncPolicy};
 pub(crate) use handle::{Handler, Network};
-pub use message::{DigestEntry, Request, Response};
+pub use message::{Ack, DigestEntry, Pushed, Request, Response};
 pub use transport::{BoxFuture, Transport};
 
 pub use libp2p::{Multiaddr, PeerId};

@@ -129,11 +129,15 @@ mod tests {
     #[test]
     fn round_trip_and_refuse_junk() {
         let req = Request::Push {
-            key: ByteArray::new([3; 16]),
-            changes: ByteBuf::from(vec![1, 2, 3]),
+            items: vec![crate::net::Pushed {
+                key: ByteArray::new([3; 16]),
+                changes: ByteBuf::from(vec![1, 2, 3]),
+            }],
         };
         let back = decode_request(&encode_request(&req)).unwrap();
-        assert!(matches!(back, Request::Push { changes, .. } if changes.as_slice() == [1, 2, 3]));
+        assert!(
+            matches!(back, Request::Push { items } if items[0].changes.as_slice() == [1, 2, 3])
+        );
         for junk in [&b""[..], b"\xff\xff", b"not cbor at all"] {
             assert!(decode_request(junk).is_err());
             assert!(decode_response(junk).is_err());

@@ -16,8 +16,6 @@ use crate::net::{Handler, Multiaddr, Network, PeerId, Request, Response, Transpo
 use crate::store::{Cache, Db, Durability};
 use crate::Error;
 
-/// Background pushes in flight at most (`Replication::Async`).
-const PUSH_SLOTS: usize = 1_024;
 /// Fetches for unknown ids in flight at most: a flood of forged cookies
 /// cannot turn into a flood of peer requests.
 const FETCH_SLOTS: usize = 64;
@@ -72,7 +70,8 @@ pub(crate) struct Inner {
     /// automerge sync state per (peer, document). std Mutex: held for a
     /// map lookup only.
     pub(crate) sync_states: Mutex<HashMap<(PeerId, DocKey), sync::State>>,
-    pub(crate) push_slots: Arc<Semaphore>,
+    /// Change chunks on their way to each peer.
+    pub(crate) outbox: super::outbox::Outbox,
     pub(crate) fetch_slots: Arc<Semaphore>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) me: Weak<Inner>,
@@ -140,7 +139,7 @@ impl Node {
             net: OnceLock::new(),
             repl: OnceLock::new(),
             sync_states: Mutex::new(HashMap::new()),
-            push_slots: Arc::new(Semaphore::new(PUSH_SLOTS)),
+            outbox: super::outbox::Outbox::default(),
             fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
             runtime: tokio::runtime::Handle::current(),
             me: me.clone(),

@@ -4,6 +4,7 @@
 mod config;
 mod handle;
 mod inner;
+mod outbox;
 mod replica;
 mod replicate;
 mod sweeper;

@@ -11,7 +11,7 @@ use super::handle::Inner;
 use super::inner::{ms, Pushes};
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
-use crate::net::{DigestEntry, Handler, Request, Response};
+use crate::net::{Ack, DigestEntry, Handler, Request, Response};
 use crate::store::SlotState;
 use crate::Error;
 
@@ -127,25 +127,28 @@ impl Inner {
     }
 
     /// A peer's change chunk.
-    pub(crate) fn apply_push(&self, key: DocKey, changes: &[u8]) -> Response {
+    pub(crate) fn apply_push(&self, key: DocKey, changes: &[u8]) -> Ack {
+        let refused = Ack {
+            applied: false,
+            missing_deps: false,
+        };
         if changes.is_empty() {
-            return Response::Refused {
-                reason: "empty push".into(),
-            };
+            tracing::warn!(session = %key.short(), "empty push refused");
+            return refused;
         }
         match self.absorb(key, |doc| {
             let exact = doc.apply_change_chunk(changes)?;
             Ok((doc.has_missing_deps(), exact.then(|| changes.to_vec())))
         }) {
-            Ok(Ok(missing_deps)) => Response::Ack {
+            Ok(Ok(missing_deps)) => Ack {
                 applied: !missing_deps,
                 missing_deps,
             },
-            Ok(Err(_gone)) => Response::Ack {
-                applied: false,
-                missing_deps: false,
-            },
-            Err(e) => refuse(key, &e),
+            Ok(Err(_gone)) => refused,
+            Err(e) => {
+                tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
+                refused
+            }
         }
     }
 
@@ -271,9 +274,12 @@ fn refuse(key: DocKey, e: &Error) -> Response {
 impl Handler for Inner {
     fn on_request(&self, peer: PeerId, req: Request) -> Response {
         match req {
-            Request::Push { key, changes } => {
-                self.apply_push(DocKey::from_array(key.into_array()), &changes)
-            }
+            Request::Push { items } => Response::Acks {
+                acks: items
+                    .iter()
+                    .map(|p| self.apply_push(DocKey::from_array(p.key.into_array()), &p.changes))
+                    .collect(),
+            },
             Request::Sync { key, msg, first } => {
                 let key = DocKey::from_array(key.into_array());
                 if first {

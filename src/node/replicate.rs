@@ -1,5 +1,5 @@
-//! The sending side of replication: push after commit (waiting for acks
-//! under `Replication::Sync`), sync rounds, anti-entropy and fetch on miss.
+//! The sending side of replication: push after commit through the
+//! [outbox](super::outbox) (waiting for acks under `Replication::Sync`), sync rounds, anti-entropy and fetch on miss.
 //! Storage work runs through [`run_sync`] so it never stalls a worker that
 //! other tasks wait on.
 
@@ -29,9 +29,10 @@ fn unexpected(peer: PeerId, what: &str) -> Error {
     .into()
 }
 
-/// Sends `pushes` to every connected peer. With `wait` and
-/// `Replication::Sync { acks }`, returns once `acks` peers persisted them
-/// (or the sync timeout passed, then the sync policy decides).
+/// Queues `pushes` for every connected peer (see [`super::outbox`]). With
+/// `wait` and `Replication::Sync { acks }`, returns once `acks` peers
+/// persisted them (or the sync timeout passed, then the sync policy
+/// decides).
 pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Result<(), Error> {
     let Some(repl) = inner.repl.get() else {
         return Ok(());
@@ -44,20 +45,9 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
     let acks = match cfg.replication {
         Replication::Sync { acks } if wait && acks > 0 => acks,
         _ => {
-            // Background push, bounded: past the bound anti-entropy carries it.
-            let Ok(permit) = Arc::clone(&inner.push_slots).try_acquire_owned() else {
-                tracing::debug!("push backlog full; anti-entropy will carry the change");
-                return Ok(());
-            };
-            let inner = Arc::clone(inner);
-            tokio::spawn(async move {
-                let mut all: FuturesUnordered<_> = peers
-                    .into_iter()
-                    .map(|p| push_to(&inner, &net, p, &pushes, false))
-                    .collect();
-                while all.next().await.is_some() {}
-                drop(permit);
-            });
+            for peer in peers {
+                inner.outbox.send(inner, &net, peer, &pushes, false);
+            }
             return Ok(());
         }
     };
@@ -65,7 +55,17 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
     {
         let mut all: FuturesUnordered<_> = peers
             .iter()
-            .map(|p| push_to(inner, &net, *p, &pushes, true))
+            .map(|p| {
+                let receivers = inner.outbox.send(inner, &net, *p, &pushes, true);
+                async move {
+                    for rx in receivers {
+                        if !rx.await.unwrap_or(false) {
+                            return false;
+                        }
+                    }
+                    true
+                }
+            })
             .collect();
         let deadline = tokio::time::sleep(cfg.sync_timeout);
         tokio::pin!(deadline);
@@ -97,46 +97,6 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
             Ok(())
         }
     }
-}
-
-/// Pushes the chunks to one peer in order; true when all are persisted there.
-/// With `repair`, a peer that lacks earlier changes is caught up at once by
-/// a sync, so that the push can count as acknowledged. Without it (async
-/// replication) the peer keeps the change queued until its predecessor
-/// arrives: pushes of consecutive commits race and often arrive out of
-/// order, and an immediate sync for each of those would cost more than the
-/// push itself. A predecessor that never arrives is repaired by
-/// anti-entropy.
-async fn push_to(
-    inner: &Arc<Inner>,
-    net: &Arc<dyn Transport>,
-    peer: PeerId,
-    pushes: &Pushes,
-    repair: bool,
-) -> bool {
-    let mut all = true;
-    for (key, chunk) in pushes {
-        let req = Request::Push {
-            key: ByteArray::new(*key.as_bytes()),
-            changes: ByteBuf::from(chunk.clone()),
-        };
-        let ok = match net.request(peer, req).await {
-            Ok(Response::Ack { applied: true, .. }) => true,
-            Ok(Response::Ack {
-                missing_deps: true, ..
-            }) if repair => sync_with(inner, net, peer, *key).await.is_ok(),
-            Ok(other) => {
-                tracing::debug!(%peer, ?other, "push not applied");
-                false
-            }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "push failed");
-                false
-            }
-        };
-        all &= ok;
-    }
-    all
 }
 
 /// Runs automerge's sync protocol for `key` with `peer` until neither side

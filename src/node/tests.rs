@@ -301,7 +301,7 @@ async fn the_background_sweeper_collects_dead_sessions() {
 
 #[tokio::test]
 async fn malformed_peer_messages_are_refused_without_harm() {
-    use crate::net::{DigestEntry, Handler, PeerId, Request, Response};
+    use crate::net::{DigestEntry, Handler, PeerId, Pushed, Request, Response};
     use serde_bytes::{ByteArray, ByteBuf};
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(Config::new(dir.path())).await.unwrap();
@@ -318,8 +318,10 @@ async fn malformed_peer_messages_are_refused_without_harm() {
     for bytes in &garbage {
         for req in [
             Request::Push {
-                key,
-                changes: ByteBuf::from(bytes.clone()),
+                items: vec![Pushed {
+                    key,
+                    changes: ByteBuf::from(bytes.clone()),
+                }],
             },
             Request::Sync {
                 key,
@@ -327,16 +329,19 @@ async fn malformed_peer_messages_are_refused_without_harm() {
                 first: true,
             },
             Request::Push {
-                key: ByteArray::new([9; 16]),
-                changes: ByteBuf::from(bytes.clone()),
+                items: vec![Pushed {
+                    key: ByteArray::new([9; 16]),
+                    changes: ByteBuf::from(bytes.clone()),
+                }],
             },
         ] {
             let resp = node.inner.on_request(peer, req);
             assert!(
-                matches!(
-                    resp,
-                    Response::Refused { .. } | Response::Ack { applied: false, .. }
-                ),
+                match &resp {
+                    Response::Refused { .. } => true,
+                    Response::Acks { acks } => acks.iter().all(|a| !a.applied),
+                    _ => false,
+                },
                 "{resp:?}"
             );
         }
@@ -363,7 +368,7 @@ async fn malformed_peer_messages_are_refused_without_harm() {
 #[tokio::test]
 async fn a_session_dead_on_arrival_is_not_kept() {
     use crate::doc::SessionDoc;
-    use crate::net::{Handler, PeerId, Request};
+    use crate::net::{Handler, PeerId, Pushed, Request};
     use automerge::ActorId;
     use serde_bytes::{ByteArray, ByteBuf};
     let dir = tempfile::tempdir().unwrap();
@@ -375,8 +380,10 @@ async fn a_session_dead_on_arrival_is_not_kept() {
     let push = |doc: &mut SessionDoc| {
         let key = ByteArray::new(*SessionId::random().doc_key().as_bytes());
         Request::Push {
-            key,
-            changes: ByteBuf::from(doc.save_after(&[])),
+            items: vec![Pushed {
+                key,
+                changes: ByteBuf::from(doc.save_after(&[])),
+            }],
         }
     };
     let remote = NodeId::random();

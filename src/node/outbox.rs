@@ -1,0 +1,163 @@
+//! Per-peer queues of change chunks on their way out. One push is in flight
+//! per peer; every chunk committed meanwhile waits in the peer's queue and
+//! leaves with the next push, in commit order. Under load a push carries
+//! many commits for the price of one request, and consecutive commits of
+//! one session arrive in order, so the peer rarely holds a change back for
+//! a missing predecessor.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use libp2p::PeerId;
+use serde_bytes::{ByteArray, ByteBuf};
+use tokio::sync::oneshot;
+
+use super::handle::Inner;
+use super::replicate::sync_with;
+use crate::id::DocKey;
+use crate::net::{Pushed, Request, Response, Transport};
+
+/// Chunks queued per peer at most; past this a chunk nobody waits for is
+/// left to anti-entropy, and one somebody waits for is reported unacked.
+const MAX_QUEUED: usize = 4_096;
+/// Chunks per push at most.
+const MAX_BATCH: usize = 256;
+/// Bytes of chunks per push at most (the wire caps a message at 16 MiB; a
+/// single larger chunk still goes, alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// One chunk for one peer, and whoever waits for the peer to persist it.
+struct Item {
+    key: DocKey,
+    chunk: Vec<u8>,
+    /// Told whether the peer persisted the chunk. A chunk with a waiter that
+    /// arrives before its predecessor is repaired at once by a sync.
+    done: Option<oneshot::Sender<bool>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    sending: bool,
+}
+
+/// Every peer's queue.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    // std Mutex: held to move items in and out, never across an await.
+    queues: Mutex<HashMap<PeerId, Queue>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Queue>> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `chunks` for `peer` and starts its sender if it is idle. With
+    /// `wait`, returns one receiver per chunk that says whether the peer
+    /// persisted it.
+    pub(crate) fn send(
+        &self,
+        inner: &Arc<Inner>,
+        net: &Arc<dyn Transport>,
+        peer: PeerId,
+        chunks: &[(DocKey, Vec<u8>)],
+        wait: bool,
+    ) -> Vec<oneshot::Receiver<bool>> {
+        let mut receivers = Vec::new();
+        let start = {
+            let mut queues = self.lock();
+            let queue = queues.entry(peer).or_default();
+            for (key, chunk) in chunks {
+                let done = wait.then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    receivers.push(rx);
+                    tx
+                });
+                if queue.items.len() >= MAX_QUEUED {
+                    tracing::debug!(%peer, "push queue full; anti-entropy will carry the change");
+                    if let Some(tx) = done {
+                        let _ = tx.send(false);
+                    }
+                    continue;
+                }
+                queue.items.push_back(Item {
+                    key: *key,
+                    chunk: chunk.clone(),
+                    done,
+                });
+            }
+            !std::mem::replace(&mut queue.sending, true)
+        };
+        if start {
+            tokio::spawn(drain(Arc::clone(inner), Arc::clone(net), peer));
+        }
+        receivers
+    }
+
+    /// The next push for `peer`, or `None` (and the sender stops) when its
+    /// queue is empty.
+    fn next_batch(&self, peer: PeerId) -> Option<Vec<Item>> {
+        let mut queues = self.lock();
+        let queue = queues.get_mut(&peer)?;
+        if queue.items.is_empty() {
+            queues.remove(&peer);
+            return None;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(item) = queue.items.front() {
+            if !batch.is_empty()
+                && (batch.len() >= MAX_BATCH || bytes + item.chunk.len() > MAX_BATCH_BYTES)
+            {
+                break;
+            }
+            bytes += item.chunk.len();
+            batch.extend(queue.items.pop_front());
+        }
+        Some(batch)
+    }
+}
+
+/// Sends `peer`'s queue, one push at a time, until it is empty.
+async fn drain(inner: Arc<Inner>, net: Arc<dyn Transport>, peer: PeerId) {
+    while let Some(batch) = inner.outbox.next_batch(peer) {
+        let req = Request::Push {
+            items: batch
+                .iter()
+                .map(|i| Pushed {
+                    key: ByteArray::new(*i.key.as_bytes()),
+                    changes: ByteBuf::from(i.chunk.clone()),
+                })
+                .collect(),
+        };
+        let acks = match net.request(peer, req).await {
+            Ok(Response::Acks { acks }) if acks.len() == batch.len() => acks,
+            Ok(other) => {
+                tracing::debug!(%peer, ?other, "push not answered with acks");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "push failed");
+                Vec::new()
+            }
+        };
+        for (n, item) in batch.into_iter().enumerate() {
+            let Some(done) = item.done else { continue };
+            let ok = match acks.get(n) {
+                Some(ack) if ack.applied => true,
+                Some(ack) if ack.missing_deps => {
+                    sync_with(&inner, &net, peer, item.key).await.is_ok()
+                }
+                _ => false,
+            };
+            let _ = done.send(ok);
+        }
+    }
+}
