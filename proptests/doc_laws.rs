@@ -57,6 +57,8 @@ struct Replica {
 
 fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
     for s in steps {
+        // (Reading the heads closes a pending change, so before the writes.)
+        let before = rep.doc.heads();
         match s {
             Step::Own(k, v) => {
                 let key = format!("r{r}_{k}");
@@ -92,7 +94,7 @@ fn run(r: usize, rep: &mut Replica, steps: &[Step]) {
             Step::Invalidate => rep.doc.invalidate().unwrap(),
         }
         if rep.doc.commit().is_some() {
-            rep.chunks.push(rep.doc.last_local_chunk().unwrap());
+            rep.chunks.push(rep.doc.save_after(&before));
         }
     }
 }
@@ -106,7 +108,7 @@ fn replicas_from(schedules: &[Vec<Step>]) -> (Vec<u8>, Vec<Replica>) {
     let node = NodeId::random();
     let mut base = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
     base.commit();
-    let base_chunk = base.last_local_chunk().unwrap();
+    let base_chunk = base.save_after(&[]);
     let reps = schedules
         .iter()
         .enumerate()

@@ -377,14 +377,6 @@ impl SessionDoc {
         Ok(heads == expected)
     }
 
-    /// The chunk of this replica's latest local change (what a push
-    /// carries), `None` before its first commit.
-    pub fn last_local_chunk(&mut self) -> Option<Vec<u8>> {
-        self.doc
-            .get_last_local_change()
-            .map(|mut c| c.bytes().into_owned())
-    }
-
     /// An independent copy that writes as `actor`.
     #[must_use]
     pub fn fork_as(&mut self, actor: ActorId) -> Self {
