@@ -31,6 +31,34 @@ pub struct Ack {
     pub missing_deps: bool,
 }
 
+/// One document's round in a [`Request::Sync`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncItem {
+    /// The document key.
+    pub key: ByteArray<16>,
+    /// An encoded automerge sync message.
+    pub msg: ByteBuf,
+    /// The first round of an exchange: the receiver starts from a fresh
+    /// sync state. automerge's protocol assumes reliable delivery; a state
+    /// that outlived a lost message would never resend what it believes
+    /// was sent, so each exchange starts afresh on both sides.
+    pub first: bool,
+}
+
+/// The receiver's answer to one [`SyncItem`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncReply {
+    /// The next sync message, if the receiver has anything to say.
+    pub msg: Option<ByteBuf>,
+    /// The session is a tombstone on the receiver.
+    pub gone: bool,
+    /// ... because it was invalidated or rotated (not merely expired).
+    pub ended: bool,
+    /// The receiver could not handle this item (why); the exchange for
+    /// this document stops.
+    pub refused: Option<String>,
+}
+
 /// A request from one node to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -41,17 +69,11 @@ pub enum Request {
         /// The chunks.
         items: Vec<Pushed>,
     },
-    /// One round of automerge's sync protocol for one document.
+    /// One round of automerge's sync protocol for each of several
+    /// documents (one for a fetch or a repair, many for anti-entropy).
     Sync {
-        /// The document key.
-        key: ByteArray<16>,
-        /// An encoded automerge sync message.
-        msg: ByteBuf,
-        /// The first round of an exchange: the receiver starts from a fresh
-        /// sync state. automerge's protocol assumes reliable delivery; a
-        /// state that outlived a lost message would never resend what it
-        /// believes was sent, so each exchange starts afresh on both sides.
-        first: bool,
+        /// One message per document.
+        items: Vec<SyncItem>,
     },
     /// The sender's live documents with keys in `[from, to)`.
     Digest {
@@ -73,14 +95,10 @@ pub enum Response {
         /// The answers.
         acks: Vec<Ack>,
     },
-    /// To `Sync`.
+    /// To `Sync`: one per item, in order.
     Sync {
-        /// The next sync message, if the receiver has anything to say.
-        msg: Option<ByteBuf>,
-        /// The session is a tombstone on the receiver.
-        gone: bool,
-        /// ... because it was invalidated or rotated (not merely expired).
-        ended: bool,
+        /// The answers.
+        items: Vec<SyncReply>,
     },
     /// To `Digest`: keys in the range that either side lacks or holds
     /// differently.

@@ -9,11 +9,11 @@
 //! | request | sent when | the receiver | response |
 //! |---|---|---|---|
 //! | `Push { items }` | after local commits, to every connected peer: one push in flight per peer, carrying every change chunk committed meanwhile, in commit order | applies each change chunk to its replica, persists it | `Acks { acks }`, one `Ack { applied, missing_deps }` per item: `applied` only once the change is on its disk |
-//! | `Sync { key, msg }` | catch-up: a push hit missing dependencies, anti-entropy found a difference, or a request carried an id this node lacks (fetch on miss) | runs automerge's sync protocol with its state for (peer, document), persists what arrived | `Sync { msg, gone }`: the next sync message, or `gone` for a tombstoned session |
+//! | `Sync { items }` | catch-up: a push hit missing dependencies, a request carried an id this node lacks (fetch on miss), one item each; anti-entropy found differences, up to 64 items at a time | for each item, runs automerge's sync protocol with its state for (peer, document), persists what arrived | `Sync { items }`, one `SyncReply { msg, gone, ended, refused }` per item: the next sync message, or `gone` for a tombstoned session |
 //! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys }`: documents either side lacks or holds differently |
 //!
-//! The initiator of a sync repeats `Sync` rounds until neither side has
-//! anything to send (automerge's sync protocol needs a reliable, in-order
+//! The initiator of a sync repeats `Sync` rounds, each carrying the
+//! documents still in progress, until neither side has anything to send (automerge's sync protocol needs a reliable, in-order
 //! exchange, which one request-response stream per round gives). Sync states
 //! live per (peer, document) and are dropped when the peer connects again.
 //!
@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use config::{Config, Replication, SyncPolicy};
 pub(crate) use handle::{Handler, Network};
-pub use message::{Ack, DigestEntry, Pushed, Request, Response};
+pub use message::{Ack, DigestEntry, Pushed, Request, Response, SyncItem, SyncReply};
 pub use transport::{BoxFuture, Transport};
 
 pub use libp2p::{Multiaddr, PeerId};

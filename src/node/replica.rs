@@ -11,7 +11,7 @@ use super::handle::Inner;
 use super::inner::{ms, Pushes};
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
-use crate::net::{Ack, DigestEntry, Handler, Request, Response};
+use crate::net::{Ack, DigestEntry, Handler, Request, Response, SyncItem, SyncReply};
 use crate::store::SlotState;
 use crate::Error;
 
@@ -184,28 +184,35 @@ impl Inner {
         })
     }
 
-    fn answer_sync(&self, peer: PeerId, key: DocKey, msg: &[u8]) -> Response {
-        let step = self.sync_receive(peer, key, msg).and_then(|s| match s {
-            Step::Quiet => self.sync_generate(peer, key),
-            gone => Ok(gone),
-        });
+    fn answer_sync(&self, peer: PeerId, item: &SyncItem) -> SyncReply {
+        let key = DocKey::from_array(item.key.into_array());
+        if item.first {
+            self.reset_state(peer, key);
+        }
+        let step = self
+            .sync_receive(peer, key, &item.msg)
+            .and_then(|s| match s {
+                Step::Quiet => self.sync_generate(peer, key),
+                gone => Ok(gone),
+            });
         match step {
-            Ok(Step::Send(m)) => Response::Sync {
+            Ok(Step::Send(m)) => SyncReply {
                 msg: Some(m.into()),
-                gone: false,
-                ended: false,
+                ..SyncReply::default()
             },
-            Ok(Step::Quiet) => Response::Sync {
-                msg: None,
-                gone: false,
-                ended: false,
-            },
-            Ok(Step::Gone { ended }) => Response::Sync {
-                msg: None,
+            Ok(Step::Quiet) => SyncReply::default(),
+            Ok(Step::Gone { ended }) => SyncReply {
                 gone: true,
                 ended,
+                ..SyncReply::default()
             },
-            Err(e) => refuse(key, &e),
+            Err(e) => {
+                tracing::warn!(session = %key.short(), error = %e, "peer sync message refused");
+                SyncReply {
+                    refused: Some(e.to_string()),
+                    ..SyncReply::default()
+                }
+            }
         }
     }
 
@@ -264,13 +271,6 @@ impl Inner {
     }
 }
 
-fn refuse(key: DocKey, e: &Error) -> Response {
-    tracing::warn!(session = %key.short(), error = %e, "peer message refused");
-    Response::Refused {
-        reason: e.to_string(),
-    }
-}
-
 impl Handler for Inner {
     fn on_request(&self, peer: PeerId, req: Request) -> Response {
         match req {
@@ -280,13 +280,9 @@ impl Handler for Inner {
                     .map(|p| self.apply_push(DocKey::from_array(p.key.into_array()), &p.changes))
                     .collect(),
             },
-            Request::Sync { key, msg, first } => {
-                let key = DocKey::from_array(key.into_array());
-                if first {
-                    self.reset_state(peer, key);
-                }
-                self.answer_sync(peer, key, &msg)
-            }
+            Request::Sync { items } => Response::Sync {
+                items: items.iter().map(|i| self.answer_sync(peer, i)).collect(),
+            },
             Request::Digest { from, to, entries } => self.answer_digest(&from, &to, &entries),
         }
     }

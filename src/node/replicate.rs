@@ -13,13 +13,15 @@ use super::handle::{run_sync, Inner};
 use super::inner::Pushes;
 use super::replica::{Step, DIGEST_PAGE};
 use crate::id::DocKey;
-use crate::net::{self, Replication, Request, Response, SyncPolicy, Transport};
+use crate::net::{self, Replication, Request, Response, SyncItem, SyncPolicy, Transport};
 use crate::Error;
 
 /// Rounds of one sync exchange at most; automerge needs a handful.
 const MAX_ROUNDS: usize = 32;
-/// Documents synced at once with one peer during anti-entropy.
-const SYNC_CONCURRENCY: usize = 16;
+/// Documents per sync request during anti-entropy.
+const SYNC_BATCH: usize = 64;
+/// Sync batches in flight at once with one peer during anti-entropy.
+const SYNC_CONCURRENCY: usize = 4;
 
 fn unexpected(peer: PeerId, what: &str) -> Error {
     net::Error::Request {
@@ -107,40 +109,96 @@ pub(crate) async fn sync_with(
     peer: PeerId,
     key: DocKey,
 ) -> Result<(), Error> {
-    run_sync(inner, |i| {
-        i.reset_state(peer, key);
-        Ok(())
+    match sync_many(inner, net, peer, &[key]).await?.first() {
+        Some(Some(reason)) => Err(net::Error::Request {
+            peer,
+            reason: reason.clone(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Runs automerge's sync protocol with `peer` for every key in `keys` at
+/// once: each round is one request carrying one message per document
+/// still in progress. Returns, per key, why its exchange stopped early
+/// (`None` when it completed).
+async fn sync_many(
+    inner: &Arc<Inner>,
+    net: &Arc<dyn Transport>,
+    peer: PeerId,
+    keys: &[DocKey],
+) -> Result<Vec<Option<String>>, Error> {
+    let mut outcome: Vec<Option<String>> = vec![None; keys.len()];
+    // (index into keys, message to send) for the documents in progress.
+    let mut sending: Vec<(usize, Vec<u8>)> = run_sync(inner, |i| {
+        let mut out = Vec::new();
+        for (n, key) in keys.iter().enumerate() {
+            i.reset_state(peer, *key);
+            match i.sync_generate(peer, *key) {
+                Ok(Step::Send(msg)) => out.push((n, msg)),
+                Ok(_) => {}
+                Err(e) => outcome[n] = Some(e.to_string()),
+            }
+        }
+        Ok(out)
     })?;
-    let mut step = run_sync(inner, |i| i.sync_generate(peer, key))?;
     for round in 0..MAX_ROUNDS {
-        let Step::Send(msg) = step else { return Ok(()) };
+        if sending.is_empty() {
+            break;
+        }
         let req = Request::Sync {
-            key: ByteArray::new(*key.as_bytes()),
-            msg: ByteBuf::from(msg),
-            first: round == 0,
+            items: sending
+                .iter()
+                .map(|(n, msg)| SyncItem {
+                    key: ByteArray::new(*keys[*n].as_bytes()),
+                    msg: ByteBuf::from(msg.clone()),
+                    first: round == 0,
+                })
+                .collect(),
         };
-        match net.request(peer, req).await? {
-            Response::Sync {
-                gone: true, ended, ..
-            } => {
-                if ended {
-                    // Ended for good on the peer: end it here too. Other peers
-                    // hear of it through anti-entropy (pushing from here would
-                    // make push and sync recursive).
-                    run_sync(inner, |i| i.end(key))?;
-                }
-                return Ok(());
-            }
-            Response::Sync { msg: Some(m), .. } => {
-                run_sync(inner, |i| i.sync_receive(peer, key, &m))?;
-            }
-            Response::Sync { msg: None, .. } => {}
+        let replies = match net.request(peer, req).await? {
+            Response::Sync { items } if items.len() == sending.len() => items,
             Response::Refused { reason } => return Err(net::Error::Request { peer, reason }.into()),
             _ => return Err(unexpected(peer, "sync")),
+        };
+        let (next, ended) = run_sync(inner, |i| {
+            let mut next = Vec::new();
+            let mut ended = Vec::new();
+            for ((n, _), reply) in sending.iter().zip(replies) {
+                let key = keys[*n];
+                if let Some(reason) = reply.refused {
+                    outcome[*n] = Some(reason);
+                    continue;
+                }
+                if reply.gone {
+                    if reply.ended {
+                        ended.push(key);
+                    }
+                    continue;
+                }
+                let step = match reply.msg {
+                    Some(m) => i.sync_receive(peer, key, &m),
+                    None => Ok(Step::Quiet),
+                }
+                .and_then(|_| i.sync_generate(peer, key));
+                match step {
+                    Ok(Step::Send(msg)) => next.push((*n, msg)),
+                    Ok(_) => {}
+                    Err(e) => outcome[*n] = Some(e.to_string()),
+                }
+            }
+            Ok((next, ended))
+        })?;
+        for key in ended {
+            // Ended for good on the peer: end it here too. Other peers hear
+            // of it through anti-entropy (pushing from here would make push
+            // and sync recursive).
+            run_sync(inner, |i| i.end(key))?;
         }
-        step = run_sync(inner, |i| i.sync_generate(peer, key))?;
+        sending = next;
     }
-    Ok(())
+    Ok(outcome)
 }
 
 /// Compares digests with `peer` page by page and syncs every document that
@@ -177,11 +235,30 @@ async fn anti_entropy_with(
         let Response::Differ { keys } = net.request(peer, req).await? else {
             return Err(unexpected(peer, "digest"));
         };
-        futures::stream::iter(keys)
-            .for_each_concurrent(SYNC_CONCURRENCY, |k| async move {
-                let key = DocKey::from_array(k.into_array());
-                if let Err(e) = sync_with(inner, net, peer, key).await {
-                    tracing::debug!(%peer, session = %key.short(), error = %e, "sync failed");
+        let keys: Vec<DocKey> = keys
+            .into_iter()
+            .map(|k| DocKey::from_array(k.into_array()))
+            .collect();
+        futures::stream::iter(keys.chunks(SYNC_BATCH))
+            .for_each_concurrent(SYNC_CONCURRENCY, |batch| async move {
+                match sync_many(inner, net, peer, batch).await {
+                    Ok(outcome) => {
+                        for (key, why) in batch.iter().zip(outcome) {
+                            if let Some(why) = why {
+                                tracing::debug!(%peer, session = %key.short(), why, "sync stopped");
+                            }
+                        }
+                    }
+                    // A batch too large for one message, or a lost request:
+                    // each document alone.
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "batched sync failed; syncing one by one");
+                        for key in batch {
+                            if let Err(e) = sync_with(inner, net, peer, *key).await {
+                                tracing::debug!(%peer, session = %key.short(), error = %e, "sync failed");
+                            }
+                        }
+                    }
                 }
             })
             .await;

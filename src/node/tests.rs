@@ -301,7 +301,7 @@ async fn the_background_sweeper_collects_dead_sessions() {
 
 #[tokio::test]
 async fn malformed_peer_messages_are_refused_without_harm() {
-    use crate::net::{DigestEntry, Handler, PeerId, Pushed, Request, Response};
+    use crate::net::{DigestEntry, Handler, PeerId, Pushed, Request, Response, SyncItem};
     use serde_bytes::{ByteArray, ByteBuf};
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(Config::new(dir.path())).await.unwrap();
@@ -324,9 +324,11 @@ async fn malformed_peer_messages_are_refused_without_harm() {
                 }],
             },
             Request::Sync {
-                key,
-                msg: ByteBuf::from(bytes.clone()),
-                first: true,
+                items: vec![SyncItem {
+                    key,
+                    msg: ByteBuf::from(bytes.clone()),
+                    first: true,
+                }],
             },
             Request::Push {
                 items: vec![Pushed {
@@ -340,6 +342,7 @@ async fn malformed_peer_messages_are_refused_without_harm() {
                 match &resp {
                     Response::Refused { .. } => true,
                     Response::Acks { acks } => acks.iter().all(|a| !a.applied),
+                    Response::Sync { items } => items.iter().all(|i| i.refused.is_some()),
                     _ => false,
                 },
                 "{resp:?}"
