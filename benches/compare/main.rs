@@ -12,7 +12,7 @@
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only memory` or `-- --only throughput` to profile one phase, which
+//! `-- --only memory`, `-- --only throughput` or `-- --only convergence` to profile one phase, which
 //! prints its figures and writes no JSON).
 //! Writes `target/bench/compare.json`, `compare_extra.json` and two SVG
 //! plots. Without `redis-server` on the PATH it says how to install it and
@@ -254,6 +254,11 @@ fn main() {
             throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p).await
         });
         println!("sessionmesh (async, 2 peers): {rps:.0} req/s");
+        return;
+    }
+    if only.as_deref() == Some("convergence") {
+        let conv = rt.block_on(repl::convergence(p.converge)).as_secs_f64();
+        println!("convergence after heal ({} diverged sessions): {conv:.3} s", p.converge);
         return;
     }
     eprintln!("memory: storing {} sessions of 10 attributes", p.sessions);

@@ -221,6 +221,18 @@ impl Actor {
                     b.block_peer(peer);
                 } else {
                     b.unblock_peer(peer);
+                    // The peer may sit behind any unconnected address (they
+                    // are dialled without a peer id): try them all now
+                    // instead of when their back-off, grown while the peer
+                    // was refused, runs out.
+                    let now = Instant::now();
+                    for boot in &mut self.bootstrap {
+                        if boot.connection.is_none() {
+                            boot.next_attempt = now;
+                            boot.backoff = REDIAL_MIN;
+                        }
+                    }
+                    self.redial();
                 }
             }
             Command::Shutdown { .. } => {}

@@ -289,7 +289,11 @@ impl Handler for Inner {
 
     fn on_connected(&self, peer: PeerId) {
         self.reset_peer(peer);
-        if let Some(me) = self.me.upgrade() {
+        // Both ends hear of the connection, and one exchange syncs both
+        // ways: the end with the smaller peer id starts it (the periodic
+        // round still runs from both).
+        let starts = self.net.get().is_none_or(|net| net.local_peer_id() < peer);
+        if let (true, Some(me)) = (starts, self.me.upgrade()) {
             self.runtime.spawn(super::replicate::anti_entropy(me, peer));
         }
     }
