@@ -135,6 +135,41 @@ fn commits(c: &mut Criterion) {
             doc.increment("n", 1, node).unwrap();
             doc.commit();
         }
+        group.bench_function(format!("incr_only_{history}"), |b| {
+            b.iter_batched(
+                || doc.clone(),
+                |mut d| {
+                    d.increment("n", 1, node).unwrap();
+                    d.commit()
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        group.bench_function(format!("save_after_only_{history}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut d = doc.clone();
+                    let heads = d.heads();
+                    d.increment("n", 1, node).unwrap();
+                    d.commit();
+                    (d, heads)
+                },
+                |(mut d, heads)| d.save_after(&heads),
+                BatchSize::LargeInput,
+            );
+        });
+        group.bench_function(format!("apply_{history}"), |b| {
+            let mut src = doc.clone();
+            let heads = src.heads();
+            src.increment("n", 1, node).unwrap();
+            src.commit();
+            let chunk = src.save_after(&heads);
+            b.iter_batched(
+                || doc.fork_as(ActorId::random()),
+                |mut d| d.apply_change_chunk(&chunk).unwrap(),
+                BatchSize::LargeInput,
+            );
+        });
         group.bench_function(format!("history_{history}"), |b| {
             b.iter_batched(
                 || doc.clone(),

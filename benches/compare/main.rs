@@ -258,7 +258,10 @@ fn main() {
     }
     if only.as_deref() == Some("convergence") {
         let conv = rt.block_on(repl::convergence(p.converge)).as_secs_f64();
-        println!("convergence after heal ({} diverged sessions): {conv:.3} s", p.converge);
+        println!(
+            "convergence after heal ({} diverged sessions): {conv:.3} s",
+            p.converge
+        );
         return;
     }
     eprintln!("memory: storing {} sessions of 10 attributes", p.sessions);

@@ -37,5 +37,5 @@ mod tests;
 pub use error::Error;
 pub use op::{ExpiryMode, Op};
 pub use read::entry_size;
-pub use session_doc::{SessionDoc, Status};
+pub use session_doc::{change_header, hash_heads, SessionDoc, Status};
 pub use summary::{written_keys, Summary};

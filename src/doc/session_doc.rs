@@ -335,17 +335,24 @@ impl SessionDoc {
 
     /// A 64-bit hash of the heads: equal documents hash equal.
     pub fn heads_hash(&mut self) -> u64 {
-        use sha2::{Digest, Sha256};
-        let mut heads = self.doc.get_heads();
-        heads.sort();
-        let mut h = Sha256::new();
-        for head in &heads {
-            h.update(head.0);
-        }
-        let digest = h.finalize();
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&digest[..8]);
-        u64::from_be_bytes(out)
+        hash_heads(&self.doc.get_heads())
+    }
+
+    /// Applies change chunks (each exactly one change, as pushes carry
+    /// them) in one batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] for a malformed chunk; [`Error::Automerge`] when the
+    /// changes do not apply. Nothing is applied then.
+    pub fn apply_change_chunks(&mut self, chunks: &[Vec<u8>]) -> Result<(), Error> {
+        let changes = chunks
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Sync(e.to_string()))?;
+        self.doc.apply_changes(changes)?;
+        Ok(())
     }
 
     /// Applies one change chunk from a peer (what a commit's `save_after`
@@ -435,6 +442,31 @@ impl SessionDoc {
         }
         Ok(())
     }
+}
+
+/// A 64-bit hash of a set of heads (in any order): what
+/// [`SessionDoc::heads_hash`] gives for a document with these heads.
+#[must_use]
+pub fn hash_heads(heads: &[ChangeHash]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut heads = heads.to_vec();
+    heads.sort();
+    let mut h = Sha256::new();
+    for head in &heads {
+        h.update(head.0);
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(out)
+}
+
+/// The hash and dependencies of the one change in `chunk`, read from its
+/// header without applying it; `None` when `chunk` is not one change.
+#[must_use]
+pub fn change_header(chunk: &[u8]) -> Option<(ChangeHash, Vec<ChangeHash>)> {
+    let change = automerge::Change::from_bytes(chunk.to_vec()).ok()?;
+    Some((change.hash(), change.deps().to_vec()))
 }
 
 pub(super) fn data_key(key: &str) -> String {

@@ -11,15 +11,18 @@ use automerge::ChangeHash;
 use super::handle::Inner;
 use super::{SessionView, SweepReport};
 use crate::clock::Millis;
-use crate::doc::{written_keys, Op, SessionDoc, Status, Summary};
+use crate::doc::{change_header, hash_heads, written_keys, Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
-use crate::store::{DueKind, SlotState, Stored};
+use crate::store::{Deferred, DueKind, SlotState, Stored};
 use crate::Error;
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
 const DOC_OVERHEAD: usize = 24 << 10;
 /// Memory per byte of a document's compressed size.
 const DOC_BYTES_FACTOR: usize = 8;
+
+/// Pushed changes a replica holds back at most before applying them.
+const DEFER_MAX: usize = 32;
 
 /// Index entries handled per sweep step.
 const SWEEP_BATCH: usize = 1_000;
@@ -66,8 +69,22 @@ impl Inner {
         at.saturating_add(ms(self.config.tombstone_grace))
     }
 
-    /// Locks `key`'s slot, reading the document from disk on first use.
+    /// Locks `key`'s slot, reading the document from disk on first use and
+    /// applying any deferred changes, so `f` sees the whole document.
     pub(crate) fn with_slot<R>(
+        &self,
+        key: DocKey,
+        f: impl FnOnce(&Self, &mut SlotState) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        self.with_slot_deferred(key, |inner, state| {
+            inner.settle(key, state)?;
+            f(inner, state)
+        })
+    }
+
+    /// [`with_slot`](Self::with_slot) without applying deferred changes:
+    /// for a push, which may defer one more.
+    pub(crate) fn with_slot_deferred<R>(
         &self,
         key: DocKey,
         f: impl FnOnce(&Self, &mut SlotState) -> Result<R, Error>,
@@ -83,11 +100,14 @@ impl Inner {
         // document, plus several times its compressed size.
         let charge = match &*state {
             SlotState::Doc {
-                record: Some(r), ..
+                record: Some(r),
+                deferred,
+                ..
             } => usize::try_from(r.bytes)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(DOC_BYTES_FACTOR)
-                .saturating_add(DOC_OVERHEAD),
+                .saturating_add(DOC_OVERHEAD)
+                .saturating_add(deferred.chunks.iter().map(Vec::len).sum()),
             _ => 0,
         };
         drop(state);
@@ -107,6 +127,7 @@ impl Inner {
                     doc,
                     record: Some(record),
                     summary,
+                    deferred: Deferred::default(),
                 }
             }
         })
@@ -176,6 +197,7 @@ impl Inner {
                 doc,
                 record: None,
                 summary,
+                deferred: Deferred::default(),
             };
             let chunk = match inner.commit_slot(key, state, &[], now) {
                 Ok(chunk) => chunk,
@@ -298,6 +320,7 @@ impl Inner {
             doc,
             record,
             summary,
+            ..
         } = state
         else {
             return Ok(Vec::new());
@@ -342,6 +365,140 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Applies the deferred changes of the document in `state`, refreshes
+    /// its summary and moves it in the expiry index if its deadline moved.
+    /// The changes are on disk already; if they do not apply, the slot is
+    /// reset and the error returned (the next access reads the disk again).
+    pub(crate) fn settle(&self, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
+        let result = self.settle_inner(key, state);
+        if let Err(e) = &result {
+            tracing::error!(session = %key.short(), error = %e, "deferred changes did not apply");
+            *state = SlotState::Unloaded;
+        }
+        result
+    }
+
+    fn settle_inner(&self, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
+        let SlotState::Doc {
+            doc,
+            summary,
+            deferred,
+            ..
+        } = state
+        else {
+            return Ok(());
+        };
+        if deferred.chunks.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut deferred.chunks);
+        let mut expected = std::mem::take(&mut deferred.heads);
+        expected.sort();
+        doc.apply_change_chunks(&chunks)?;
+        let mut heads = doc.heads();
+        heads.sort();
+        if heads != expected {
+            // More than the deferred changes applied (none should): persist
+            // the rest and read the summary in full.
+            self.persist_slot(key, state, &expected, self.now(), None)?;
+            return Ok(());
+        }
+        let mut written = Vec::new();
+        for chunk in &chunks {
+            match written_keys(chunk) {
+                Some(keys) => written.extend(keys),
+                None => {
+                    written.clear();
+                    *summary = doc.summary()?;
+                    break;
+                }
+            }
+        }
+        summary.refresh(doc, written.iter().map(String::as_str))?;
+        let SlotState::Doc {
+            record: Some(rec),
+            summary,
+            ..
+        } = state
+        else {
+            return Ok(());
+        };
+        let at = self.index_time(summary, self.now());
+        if at != rec.deadline {
+            *rec = self.db.reschedule(key, *rec, at)?;
+        }
+        Ok(())
+    }
+
+    /// Persists a pushed change without applying it, when it follows the
+    /// document's (deferred) heads directly; applies the batch once
+    /// [`DEFER_MAX`] have queued or the log is due for compaction. Returns
+    /// `false` (nothing done) when the change cannot be deferred: the
+    /// caller applies it at once.
+    pub(crate) fn defer(
+        &self,
+        key: DocKey,
+        state: &mut SlotState,
+        chunk: &[u8],
+    ) -> Result<bool, Error> {
+        let SlotState::Doc {
+            doc,
+            record: Some(rec),
+            summary,
+            deferred,
+        } = state
+        else {
+            return Ok(false);
+        };
+        let Some((hash, deps)) = change_header(chunk) else {
+            return Ok(false);
+        };
+        let mut heads = if deferred.chunks.is_empty() {
+            doc.heads()
+        } else {
+            deferred.heads.clone()
+        };
+        // A first change (no dependencies) or one whose dependencies are not
+        // all current heads may be known already or need others; and with
+        // changes queued for missing dependencies, this one may release
+        // them: apply it at once.
+        if deps.is_empty()
+            || heads.contains(&hash)
+            || !deps.iter().all(|d| heads.contains(d))
+            || doc.has_missing_deps()
+        {
+            return Ok(false);
+        }
+        heads.retain(|h| !deps.contains(h));
+        heads.push(hash);
+        let at = self.index_time(summary, self.now());
+        let new = self
+            .db
+            .append(key, chunk, Some(*rec), at, hash_heads(&heads))?;
+        *rec = new;
+        deferred.chunks.push(chunk.to_vec());
+        deferred.heads = heads;
+        if deferred.chunks.len() >= DEFER_MAX || new.log_count >= self.config.compact_every {
+            self.settle(key, state)?;
+            if let SlotState::Doc {
+                doc,
+                record: Some(rec),
+                ..
+            } = state
+            {
+                if rec.log_count >= self.config.compact_every {
+                    match self.db.compact(key, &doc.save(), *rec) {
+                        Ok(r) => *rec = r,
+                        Err(e) => {
+                            tracing::warn!(session = %key.short(), error = %e, "compaction failed");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {

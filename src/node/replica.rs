@@ -12,7 +12,7 @@ use super::inner::{ms, Pushes};
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
 use crate::net::{Ack, DigestEntry, Handler, Request, Response, SyncItem, SyncReply};
-use crate::store::SlotState;
+use crate::store::{Deferred, SlotState};
 use crate::Error;
 
 /// Documents compared per digest page.
@@ -91,6 +91,7 @@ impl Inner {
                         doc,
                         record: None,
                         summary,
+                        deferred: Deferred::default(),
                     };
                     true
                 }
@@ -135,6 +136,21 @@ impl Inner {
         if changes.is_empty() {
             tracing::warn!(session = %key.short(), "empty push refused");
             return refused;
+        }
+        // Most pushes follow the replica's heads directly (the outbox sends
+        // in commit order): those are persisted and applied later, in a batch.
+        match self.with_slot_deferred(key, |inner, state| inner.defer(key, state, changes)) {
+            Ok(true) => {
+                return Ack {
+                    applied: true,
+                    missing_deps: false,
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
+                return refused;
+            }
         }
         match self.absorb(key, |doc| {
             let exact = doc.apply_change_chunk(changes)?;

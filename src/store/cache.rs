@@ -6,6 +6,20 @@ use super::Record;
 use crate::doc::{SessionDoc, Summary};
 use crate::id::DocKey;
 
+/// Changes a peer pushed that are persisted (in the log, so a restart loads
+/// them) but not applied to the in-memory document yet. A replica applies
+/// them in one batch when the document is next used for anything (a
+/// request, a sync, the sweeper) or when enough have queued: automerge's
+/// cost of applying changes grows with the document's history, per batch,
+/// so a replica that only receives pays it once per batch, not per change.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// The chunks, in arrival order (each one's dependencies come before it).
+    pub(crate) chunks: Vec<Vec<u8>>,
+    /// The document's heads once they are applied.
+    pub(crate) heads: Vec<automerge::ChangeHash>,
+}
+
 /// What an in-memory slot knows about one document.
 // Nearly every slot holds a document, so boxing it would only add a pointer
 // chase on the hot path.
@@ -20,11 +34,14 @@ pub(crate) enum SlotState {
     /// `ended`: invalidated or rotated, not merely expired.
     Tombstone { ended: bool },
     /// A document; `record` is `None` until its first change is on disk;
-    /// `summary` is read out of `doc` after every change.
+    /// `summary` is read out of `doc` after every change. `deferred` holds
+    /// pushed changes that are on disk but not yet applied to `doc` (see
+    /// [`Deferred`]).
     Doc {
         doc: SessionDoc,
         record: Option<Record>,
         summary: Summary,
+        deferred: Deferred,
     },
 }
 

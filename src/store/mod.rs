@@ -28,7 +28,7 @@ mod db;
 mod error;
 mod record;
 
-pub(crate) use cache::{Cache, SlotState};
+pub(crate) use cache::{Cache, Deferred, SlotState};
 pub(crate) use db::{Db, Due, DueKind, Stored};
 pub use error::Error;
 pub(crate) use record::Record;
