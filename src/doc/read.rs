@@ -94,6 +94,12 @@ impl SessionDoc {
     /// Liveness at `now`.
     #[must_use]
     pub fn status(&self, now: Millis) -> Status {
+        self.status_at(now, Some(self.deadline()))
+    }
+
+    /// [`status`](Self::status), with the deadline read only when it
+    /// decides (`None`: the caller needs no more than whether it ended).
+    fn status_at(&self, now: Millis, deadline: Option<Option<Millis>>) -> Status {
         if let Ok(Some((Value::Scalar(s), _))) = self.doc.get(ROOT, SUCCESSOR) {
             if let ScalarValue::Bytes(b) = s.as_ref() {
                 if let Some(k) = DocKey::from_slice(b) {
@@ -104,10 +110,10 @@ impl SessionDoc {
         if self.is_invalidated() {
             return Status::Invalidated;
         }
-        match self.deadline() {
-            None => Status::Empty,
-            Some(d) if now > d => Status::Expired,
-            Some(_) => Status::Live,
+        match deadline {
+            None | Some(None) => Status::Empty,
+            Some(Some(d)) if now > d => Status::Expired,
+            Some(Some(_)) => Status::Live,
         }
     }
 
@@ -144,15 +150,19 @@ impl SessionDoc {
     #[must_use]
     pub fn deadline(&self) -> Option<Millis> {
         let last = self.last_access()?;
-        let idle = self.int(MAX_IDLE).unwrap_or(0);
-        let absolute = self.time(ABSOLUTE).ok().flatten().unwrap_or(0);
-        let by_idle = if idle == 0 {
-            Millis::MAX
-        } else {
-            last.saturating_add(idle)
-        };
-        let by_absolute = if absolute == 0 { Millis::MAX } else { absolute };
-        Some(by_idle.min(by_absolute))
+        Some(deadline_of(
+            last,
+            self.max_idle_ms(),
+            self.absolute_expiry_ms(),
+        ))
+    }
+
+    /// `Invalidated` or `Rotated` once the session has ended for good.
+    pub(super) fn ended(&self) -> Option<Status> {
+        match self.status_at(0, None) {
+            s @ (Status::Invalidated | Status::Rotated(_)) => Some(s),
+            _ => None,
+        }
     }
 
     /// The idle timeout in ms (0 = none).
@@ -219,6 +229,22 @@ impl SessionDoc {
     fn int(&self, key: &str) -> Option<u64> {
         self.time(key).ok().flatten()
     }
+}
+
+/// When a session last accessed at `last` expires, given its idle timeout
+/// and absolute deadline (0 = none).
+pub(super) fn deadline_of(last: Millis, max_idle_ms: u64, absolute_ms: Millis) -> Millis {
+    let by_idle = if max_idle_ms == 0 {
+        Millis::MAX
+    } else {
+        last.saturating_add(max_idle_ms)
+    };
+    let by_absolute = if absolute_ms == 0 {
+        Millis::MAX
+    } else {
+        absolute_ms
+    };
+    by_idle.min(by_absolute)
 }
 
 /// The keys that start with `prefix`, which ends in `/`, as a key range:

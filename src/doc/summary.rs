@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::legacy::{Key, ObjectId};
 
-use super::read::{attribute_of, entry_size};
+use super::read::{attribute_of, deadline_of, entry_size};
 use super::{Error, ExpiryMode, Op, SessionDoc, Status};
 use crate::clock::Millis;
 
@@ -152,18 +152,19 @@ impl SessionDoc {
         &self,
         attributes: BTreeMap<String, serde_json::Value>,
     ) -> Summary {
-        let ended = match self.status(0) {
-            s @ (Status::Invalidated | Status::Rotated(_)) => Some(s),
-            _ => None,
-        };
+        // Each metadata key read once: automerge walks a key's history on
+        // every read.
+        let max_idle_ms = self.max_idle_ms();
+        let absolute_expiry_ms = self.absolute_expiry_ms();
+        let last_access = self.last_access();
         Summary {
             attributes,
             expiry: self.expiry_mode(),
-            max_idle_ms: self.max_idle_ms(),
-            absolute_expiry_ms: self.absolute_expiry_ms(),
-            last_access: self.last_access(),
-            deadline: self.deadline(),
-            ended,
+            max_idle_ms,
+            absolute_expiry_ms,
+            last_access,
+            deadline: last_access.map(|l| deadline_of(l, max_idle_ms, absolute_expiry_ms)),
+            ended: self.ended(),
         }
     }
 }
