@@ -126,17 +126,19 @@ impl Db {
             .db
             .get_cf(self.cf(SNAP)?, key.as_bytes())?
             .unwrap_or_default();
-        let start = log_key(key, 0);
-        let iter = self.db.iterator_cf(
-            self.cf(LOG)?,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(key.as_bytes()) {
-                break;
-            }
-            bytes.extend_from_slice(&v);
+        // The log holds exactly the chunks [next_seq - log_count, next_seq)
+        // (append and compaction keep the record in the same batch): point
+        // lookups, no iterator wading through compaction's range deletes.
+        let log = self.cf(LOG)?;
+        let first = record.next_seq.saturating_sub(record.log_count);
+        let chunks = self
+            .db
+            .multi_get_cf((first..record.next_seq).map(|seq| (log, log_key(key, seq))));
+        for (seq, chunk) in (first..).zip(chunks) {
+            let chunk = chunk?.ok_or_else(|| {
+                Error::Corrupt(format!("session {} lacks log entry {seq}", key.short()))
+            })?;
+            bytes.extend_from_slice(&chunk);
         }
         if bytes.is_empty() {
             return Err(Error::Corrupt(format!(
