@@ -109,12 +109,15 @@ impl SessionDoc {
     /// # Errors
     ///
     /// [`Error::NotACounter`] / [`Error::Overflow`] for a bad increment,
-    /// [`Error::Automerge`] if automerge refuses the write.
+    /// [`Error::Automerge`] if automerge refuses the write. An increment
+    /// checks overflow of this node's own counter only, not of the
+    /// session-wide total: the caller checks that (the node does, against
+    /// the summary), and reads saturate.
     pub fn apply(&mut self, op: &Op, node: NodeId) -> Result<(), Error> {
         match op {
             Op::Insert { key, json } => self.insert_json(key, json),
             Op::Remove { key } => self.remove(key),
-            Op::Increment { key, by } => self.increment(key, *by, node).map(|_| ()),
+            Op::Increment { key, by } => self.add_to_slot(key, *by, node),
             Op::Clear => self.clear(),
             Op::SetExpiry {
                 mode,
@@ -163,29 +166,54 @@ impl SessionDoc {
     ///
     /// [`Error::NotACounter`], [`Error::Overflow`], [`Error::Automerge`].
     pub fn increment(&mut self, key: &str, by: i64, node: NodeId) -> Result<i64, Error> {
-        let mut base = 0i64;
+        let overflow = || Error::Overflow {
+            key: key.to_owned(),
+        };
+        let base = match self.data_value(key)? {
+            Some(value) => value.as_i64().ok_or_else(|| Error::NotACounter {
+                key: key.to_owned(),
+            })?,
+            None => 0,
+        };
+        let total = self.counter_total(key)?.unwrap_or(0);
+        let new = total
+            .checked_add(base)
+            .and_then(|t| t.checked_add(by))
+            .ok_or_else(overflow)?;
+        self.add_to_slot(key, by, node)?;
+        Ok(new)
+    }
+
+    /// [`increment`](Self::increment) without reading the other nodes'
+    /// counters, which costs a walk over every increment they ever made:
+    /// what a commit applies, its caller having checked the total against
+    /// the summary. Overflow is checked on this node's own counter.
+    pub(crate) fn add_to_slot(&mut self, key: &str, by: i64, node: NodeId) -> Result<(), Error> {
+        let overflow = || Error::Overflow {
+            key: key.to_owned(),
+        };
+        let mut amount = by;
         if let Some(value) = self.data_value(key)? {
-            base = value.as_i64().ok_or_else(|| Error::NotACounter {
+            let base = value.as_i64().ok_or_else(|| Error::NotACounter {
                 key: key.to_owned(),
             })?;
+            amount = base.checked_add(by).ok_or_else(overflow)?;
             self.delete(&data_key(key))?;
         }
-        let total = self.counter_total(key)?.unwrap_or(0);
-        let amount = base.checked_add(by).ok_or_else(|| Error::Overflow {
-            key: key.to_owned(),
-        })?;
-        let new = total.checked_add(amount).ok_or_else(|| Error::Overflow {
-            key: key.to_owned(),
-        })?;
         let slot = count_key(key, node);
-        if matches!(self.doc.get(ROOT, slot.as_str())?, Some((Value::Scalar(s), _)) if s.is_counter())
-        {
-            self.doc.increment(ROOT, slot.as_str(), amount)?;
-        } else {
-            self.doc
-                .put(ROOT, slot.as_str(), ScalarValue::counter(amount))?;
+        match self.doc.get(ROOT, slot.as_str())? {
+            Some((Value::Scalar(s), _)) if s.is_counter() => {
+                if let ScalarValue::Counter(c) = s.as_ref() {
+                    i64::from(c).checked_add(amount).ok_or_else(overflow)?;
+                }
+                self.doc.increment(ROOT, slot.as_str(), amount)?;
+            }
+            _ => {
+                self.doc
+                    .put(ROOT, slot.as_str(), ScalarValue::counter(amount))?;
+            }
         }
-        Ok(new)
+        Ok(())
     }
 
     /// Removes every attribute.

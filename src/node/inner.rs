@@ -233,6 +233,7 @@ impl Inner {
                 return Ok((None, Vec::new()));
             }
             inner.check_size(summary.state_size_after(ops))?;
+            check_totals(summary, ops)?;
             let heads = doc.heads();
             apply_all(doc, ops, inner)?;
             let chunk = inner.commit_slot(key, state, &heads, now)?;
@@ -563,6 +564,45 @@ impl Inner {
             Ok(true)
         })
     }
+}
+
+/// Refuses increments that would take a counter's total past `i64`, as
+/// the summary sees it (applying an increment checks only this node's own
+/// counter, which saves reading every other node's).
+fn check_totals(summary: &Summary, ops: &[Op]) -> Result<(), Error> {
+    let mut totals: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut cleared = false;
+    for op in ops {
+        match op {
+            Op::Increment { key, by } => {
+                let current = match totals.get(key.as_str()) {
+                    Some(t) => *t,
+                    None if cleared => 0,
+                    None => summary
+                        .attributes
+                        .get(key)
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0),
+                };
+                let new = current
+                    .checked_add(*by)
+                    .ok_or_else(|| Error::from(crate::doc::Error::Overflow { key: key.clone() }))?;
+                totals.insert(key, new);
+            }
+            Op::Insert { key, json } => {
+                totals.insert(key, json.parse().unwrap_or(0));
+            }
+            Op::Remove { key } => {
+                totals.insert(key, 0);
+            }
+            Op::Clear | Op::Invalidate => {
+                totals.clear();
+                cleared = true;
+            }
+            Op::SetExpiry { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 fn apply_all(doc: &mut SessionDoc, ops: &[Op], inner: &Inner) -> Result<(), Error> {

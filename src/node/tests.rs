@@ -526,3 +526,33 @@ async fn a_push_that_releases_a_queued_change_applies_both() {
     );
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_increment_past_the_counter_range_is_refused_and_nothing_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let node = open(dir.path(), &clock).await;
+    let id = SessionId::random();
+    let incr = |key: &str, by: i64| Op::Increment {
+        key: key.into(),
+        by,
+    };
+    node.create(&id, &[insert("n", &i64::MAX.to_string())])
+        .await
+        .unwrap();
+    let overflow = |r: Result<Option<SessionView>, Error>| {
+        matches!(r, Err(Error::Doc(crate::doc::Error::Overflow { .. })))
+    };
+    assert!(overflow(node.commit(&id, &[incr("n", 1)]).await));
+    // Within one commit, increments add up before the check.
+    assert!(overflow(
+        node.commit(&id, &[incr("m", i64::MAX - 1), incr("m", 2)])
+            .await
+    ));
+    // After a clear, a key counts from zero.
+    node.commit(&id, &[Op::Clear, incr("n", 5)]).await.unwrap();
+    let view = node.load(&id).await.unwrap().unwrap();
+    assert_eq!(view.attributes.len(), 1);
+    assert_eq!(view.attributes["n"], 5);
+    node.shutdown().await.unwrap();
+}
