@@ -287,7 +287,7 @@ pub(super) fn is_slot_of(k: &str, prefix: &str) -> bool {
         .is_some_and(|node| !node.contains('/'))
 }
 
-fn scalar_to_json(key: &str, value: &Value<'_>) -> Result<serde_json::Value, Error> {
+pub(super) fn scalar_to_json(key: &str, value: &Value<'_>) -> Result<serde_json::Value, Error> {
     let corrupt = || Error::Corrupt {
         key: key.to_owned(),
     };

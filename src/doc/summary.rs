@@ -2,7 +2,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::legacy::{Key, ObjectId};
 
-use super::read::{attribute_of, deadline_of, entry_size};
+use automerge::{ReadDoc, ScalarValueRef, ValueRef, ROOT};
+
+use super::read::{attribute_of, deadline_of, entry_size, scalar_to_json};
+use super::session_doc::{
+    ABSOLUTE, COUNT, CREATED, DATA, EXPIRY, INVALIDATED, MAX_IDLE, SUCCESSOR, TOUCH,
+};
 use super::{Error, ExpiryMode, Op, SessionDoc, Status};
 use crate::clock::Millis;
 
@@ -121,6 +126,16 @@ impl Summary {
     }
 }
 
+/// A time or integer value in ms (as `SessionDoc::time` reads it).
+fn millis(value: &ValueRef<'_>) -> Option<Millis> {
+    match value {
+        ValueRef::Scalar(ScalarValueRef::Timestamp(t) | ScalarValueRef::Int(t)) => {
+            Some(u64::try_from(*t).unwrap_or(0))
+        }
+        _ => None,
+    }
+}
+
 /// The root keys one change chunk writes, or `None` when `chunk` is not
 /// exactly one change or writes anywhere but the root map (then the caller
 /// reads the whole summary again).
@@ -145,7 +160,80 @@ impl SessionDoc {
     ///
     /// [`Error::Corrupt`] for a foreign attribute value.
     pub fn summary(&self) -> Result<Summary, Error> {
-        Ok(self.summary_without_attributes(self.attributes()?))
+        // One pass over the root map instead of a lookup per key (each
+        // lookup seeks and walks that key's history).
+        let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        let mut invalidated = false;
+        let mut successor = None;
+        let (mut created, mut touched) = (None, None::<Millis>);
+        let (mut max_idle_ms, mut absolute_expiry_ms) = (0, 0);
+        let mut expiry = ExpiryMode::SessionEnd;
+        for item in self.doc.map_range(ROOT, ..) {
+            let key = item.key.as_ref();
+            if let Some(name) = key.strip_prefix(DATA) {
+                let value = scalar_to_json(name, &item.value.into_value())?;
+                values.insert(name.to_owned(), value);
+            } else if let Some(rest) = key.strip_prefix(COUNT) {
+                let Some((name, _node)) = rest.rsplit_once('/') else {
+                    continue;
+                };
+                let ValueRef::Scalar(ScalarValueRef::Counter(n) | ScalarValueRef::Int(n)) =
+                    item.value
+                else {
+                    return Err(Error::Corrupt {
+                        key: name.to_owned(),
+                    });
+                };
+                let total = counters.entry(name.to_owned()).or_insert(0);
+                *total = total.saturating_add(n);
+            } else if key.starts_with(TOUCH) {
+                if let ValueRef::Scalar(ScalarValueRef::Timestamp(t) | ScalarValueRef::Int(t)) =
+                    item.value
+                {
+                    if let Ok(t) = u64::try_from(t) {
+                        touched = Some(touched.map_or(t, |m| m.max(t)));
+                    }
+                }
+            } else {
+                match key {
+                    CREATED => created = millis(&item.value),
+                    MAX_IDLE => max_idle_ms = millis(&item.value).unwrap_or(0),
+                    ABSOLUTE => absolute_expiry_ms = millis(&item.value).unwrap_or(0),
+                    EXPIRY => {
+                        if let ValueRef::Scalar(ScalarValueRef::Str(m)) = &item.value {
+                            expiry = ExpiryMode::parse(m).unwrap_or(ExpiryMode::SessionEnd);
+                        }
+                    }
+                    // Invalidation wins on any branch, not only the winner.
+                    INVALIDATED => {
+                        invalidated =
+                            item.conflict || item.value == ScalarValueRef::Boolean(true).into();
+                    }
+                    SUCCESSOR => successor = Some(()),
+                    _ => {}
+                }
+            }
+        }
+        for (name, total) in counters {
+            values.entry(name).or_insert_with(|| total.into());
+        }
+        let ended = if successor.is_some() || invalidated {
+            // Rare: read exactly as `status` does.
+            self.ended()
+        } else {
+            None
+        };
+        let last_access = created.map(|c| touched.map_or(c, |t| t.max(c)));
+        Ok(Summary {
+            attributes: values,
+            expiry,
+            max_idle_ms,
+            absolute_expiry_ms,
+            last_access,
+            deadline: last_access.map(|l| deadline_of(l, max_idle_ms, absolute_expiry_ms)),
+            ended,
+        })
     }
 
     fn summary_without_attributes(
