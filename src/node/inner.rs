@@ -11,7 +11,7 @@ use automerge::ChangeHash;
 use super::handle::Inner;
 use super::{SessionView, SweepReport};
 use crate::clock::Millis;
-use crate::doc::{change_header, hash_heads, written_keys, Op, SessionDoc, Status, Summary};
+use crate::doc::{written_keys, Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
 use crate::store::{Deferred, DueKind, SlotState, Stored};
 use crate::Error;
@@ -20,9 +20,6 @@ use crate::Error;
 const DOC_OVERHEAD: usize = 24 << 10;
 /// Memory per byte of a document's compressed size.
 const DOC_BYTES_FACTOR: usize = 8;
-
-/// Pushed changes a replica holds back at most before applying them.
-const DEFER_MAX: usize = 32;
 
 /// Index entries handled per sweep step.
 const SWEEP_BATCH: usize = 1_000;
@@ -61,7 +58,7 @@ impl Inner {
 
     /// Where a document sits in the expiry index: its deadline plus the
     /// tombstone grace (so peers hear of an end before the document goes).
-    fn index_time(&self, summary: &Summary, now: Millis) -> Millis {
+    pub(crate) fn index_time(&self, summary: &Summary, now: Millis) -> Millis {
         let at = match summary.status(now) {
             Status::Live | Status::Expired => summary.deadline.unwrap_or(now),
             _ => now,
@@ -366,140 +363,6 @@ impl Inner {
                 Err(e)
             }
         }
-    }
-
-    /// Applies the deferred changes of the document in `state`, refreshes
-    /// its summary and moves it in the expiry index if its deadline moved.
-    /// The changes are on disk already; if they do not apply, the slot is
-    /// reset and the error returned (the next access reads the disk again).
-    pub(crate) fn settle(&self, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
-        let result = self.settle_inner(key, state);
-        if let Err(e) = &result {
-            tracing::error!(session = %key.short(), error = %e, "deferred changes did not apply");
-            *state = SlotState::Unloaded;
-        }
-        result
-    }
-
-    fn settle_inner(&self, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
-        let SlotState::Doc {
-            doc,
-            summary,
-            deferred,
-            ..
-        } = state
-        else {
-            return Ok(());
-        };
-        if deferred.chunks.is_empty() {
-            return Ok(());
-        }
-        let chunks = std::mem::take(&mut deferred.chunks);
-        let mut expected = std::mem::take(&mut deferred.heads);
-        expected.sort();
-        doc.apply_change_chunks(&chunks)?;
-        let mut heads = doc.heads();
-        heads.sort();
-        if heads != expected {
-            // More than the deferred changes applied (none should): persist
-            // the rest and read the summary in full.
-            self.persist_slot(key, state, &expected, self.now(), None)?;
-            return Ok(());
-        }
-        let mut written = Vec::new();
-        for chunk in &chunks {
-            match written_keys(chunk) {
-                Some(keys) => written.extend(keys),
-                None => {
-                    written.clear();
-                    *summary = doc.summary()?;
-                    break;
-                }
-            }
-        }
-        summary.refresh(doc, written.iter().map(String::as_str))?;
-        let SlotState::Doc {
-            record: Some(rec),
-            summary,
-            ..
-        } = state
-        else {
-            return Ok(());
-        };
-        let at = self.index_time(summary, self.now());
-        if at != rec.deadline {
-            *rec = self.db.reschedule(key, *rec, at)?;
-        }
-        Ok(())
-    }
-
-    /// Persists a pushed change without applying it, when it follows the
-    /// document's (deferred) heads directly; applies the batch once
-    /// [`DEFER_MAX`] have queued or the log is due for compaction. Returns
-    /// `false` (nothing done) when the change cannot be deferred: the
-    /// caller applies it at once.
-    pub(crate) fn defer(
-        &self,
-        key: DocKey,
-        state: &mut SlotState,
-        chunk: &[u8],
-    ) -> Result<bool, Error> {
-        let SlotState::Doc {
-            doc,
-            record: Some(rec),
-            summary,
-            deferred,
-        } = state
-        else {
-            return Ok(false);
-        };
-        let Some((hash, deps)) = change_header(chunk) else {
-            return Ok(false);
-        };
-        let mut heads = if deferred.chunks.is_empty() {
-            doc.heads()
-        } else {
-            deferred.heads.clone()
-        };
-        // A first change (no dependencies) or one whose dependencies are not
-        // all current heads may be known already or need others; and with
-        // changes queued for missing dependencies, this one may release
-        // them: apply it at once.
-        if deps.is_empty()
-            || heads.contains(&hash)
-            || !deps.iter().all(|d| heads.contains(d))
-            || doc.has_missing_deps()
-        {
-            return Ok(false);
-        }
-        heads.retain(|h| !deps.contains(h));
-        heads.push(hash);
-        let at = self.index_time(summary, self.now());
-        let new = self
-            .db
-            .append(key, chunk, Some(*rec), at, hash_heads(&heads))?;
-        *rec = new;
-        deferred.chunks.push(chunk.to_vec());
-        deferred.heads = heads;
-        if deferred.chunks.len() >= DEFER_MAX || new.log_count >= self.config.compact_every {
-            self.settle(key, state)?;
-            if let SlotState::Doc {
-                doc,
-                record: Some(rec),
-                ..
-            } = state
-            {
-                if rec.log_count >= self.config.compact_every {
-                    match self.db.compact(key, &doc.save(), *rec) {
-                        Ok(r) => *rec = r,
-                        Err(e) => {
-                            tracing::warn!(session = %key.short(), error = %e, "compaction failed");
-                        }
-                    }
-                }
-            }
-        }
-        Ok(true)
     }
 
     pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {

@@ -2,6 +2,7 @@
 //! replicator). A commit is "persist locally, then replicate".
 
 mod config;
+mod defer;
 mod handle;
 mod inner;
 mod outbox;
