@@ -12,6 +12,8 @@ mod sweeper;
 mod view;
 
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::Config;
