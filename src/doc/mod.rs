@@ -26,6 +26,7 @@
 //! with an increment), the value is what reads see until the next write.
 
 mod error;
+mod exchange;
 mod op;
 mod read;
 mod session_doc;
@@ -35,7 +36,8 @@ mod summary;
 mod tests;
 
 pub use error::Error;
+pub use exchange::{change_header, hash_heads};
 pub use op::{ExpiryMode, Op};
 pub use read::entry_size;
-pub use session_doc::{change_header, hash_heads, SessionDoc, Status};
+pub use session_doc::{SessionDoc, Status};
 pub use summary::{written_keys, Summary};

@@ -1,0 +1,151 @@
+//! The exchange side of [`SessionDoc`]: heads, saving, change chunks and
+//! automerge's sync protocol — what the store and replication move around.
+
+use automerge::ChangeHash;
+
+use super::{Error, SessionDoc};
+
+impl SessionDoc {
+    /// The current heads.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The whole document, compacted.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// Every change not reachable from `heads`, as change chunks.
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
+    /// Merges every change of `other` that this document lacks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Automerge`] when the other document's changes do not apply.
+    pub fn merge(&mut self, other: &mut SessionDoc) -> Result<(), Error> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    /// Applies change chunks or a saved document (from disk or a peer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Automerge`] when the bytes do not decode.
+    pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.doc.load_incremental(bytes)?;
+        Ok(())
+    }
+
+    /// The next message of automerge's sync protocol for the peer whose
+    /// state is `state`, if there is anything to say.
+    pub fn generate_sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
+        use automerge::sync::SyncDoc as _;
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(automerge::sync::Message::encode)
+    }
+
+    /// Applies a sync message from the peer whose state is `state`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] when the bytes are not a sync message;
+    /// [`Error::Automerge`] when its changes do not apply.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+        msg: &[u8],
+    ) -> Result<(), Error> {
+        use automerge::sync::SyncDoc as _;
+        let msg = automerge::sync::Message::decode(msg).map_err(|e| Error::Sync(e.to_string()))?;
+        self.doc.sync().receive_sync_message(state, msg)?;
+        Ok(())
+    }
+
+    /// Whether changes are queued whose dependencies have not arrived.
+    pub fn has_missing_deps(&mut self) -> bool {
+        !self.doc.get_missing_deps(&[]).is_empty()
+    }
+
+    /// A 64-bit hash of the heads: equal documents hash equal.
+    pub fn heads_hash(&mut self) -> u64 {
+        hash_heads(&self.doc.get_heads())
+    }
+
+    /// Applies change chunks (each exactly one change, as pushes carry
+    /// them) in one batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] for a malformed chunk; [`Error::Automerge`] when the
+    /// changes do not apply. Nothing is applied then.
+    pub fn apply_change_chunks(&mut self, chunks: &[Vec<u8>]) -> Result<(), Error> {
+        let changes = chunks
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Sync(e.to_string()))?;
+        self.doc.apply_changes(changes)?;
+        Ok(())
+    }
+
+    /// Applies one change chunk from a peer (what a commit's `save_after`
+    /// produced). Strict: bytes that are not exactly one well-formed change
+    /// are an error and change nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sync`] for malformed bytes; [`Error::Automerge`] when the
+    /// change does not apply.
+    ///
+    /// Returns whether the document moved by exactly this change (its heads
+    /// are the old ones minus the change's dependencies plus the change);
+    /// `false` when it was known already, is waiting for a dependency, or
+    /// completed earlier queued changes.
+    pub fn apply_change_chunk(&mut self, bytes: &[u8]) -> Result<bool, Error> {
+        let change = automerge::Change::from_bytes(bytes.to_vec())
+            .map_err(|e| Error::Sync(e.to_string()))?;
+        let mut expected = self.doc.get_heads();
+        if expected.contains(&change.hash()) {
+            return Ok(false);
+        }
+        expected.retain(|h| !change.deps().contains(h));
+        expected.push(change.hash());
+        expected.sort();
+        self.doc.apply_changes([change])?;
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        Ok(heads == expected)
+    }
+}
+
+/// A 64-bit hash of a set of heads (in any order): what
+/// [`SessionDoc::heads_hash`] gives for a document with these heads.
+#[must_use]
+pub fn hash_heads(heads: &[ChangeHash]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut heads = heads.to_vec();
+    heads.sort();
+    let mut h = Sha256::new();
+    for head in &heads {
+        h.update(head.0);
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(out)
+}
+
+/// The hash and dependencies of the one change in `chunk`, read from its
+/// header without applying it; `None` when `chunk` is not one change.
+#[must_use]
+pub fn change_header(chunk: &[u8]) -> Option<(ChangeHash, Vec<ChangeHash>)> {
+    let change = automerge::Change::from_bytes(chunk.to_vec()).ok()?;
+    Some((change.hash(), change.deps().to_vec()))
+}
