@@ -211,11 +211,6 @@ pub fn would_exceed(
     key: &str,
     value: &Value,
 ) -> bool {
-    let mut size = crate::doc::entry_size(key, value);
-    for (k, v) in entries(session) {
-        if k != key {
-            size += crate::doc::entry_size(&k, &v);
-        }
-    }
+    let size = crate::doc::size_with(&entries(session), key, value);
     size > node.config().max_session_bytes()
 }

@@ -238,12 +238,7 @@ pub async fn would_exceed(
     key: &str,
     value: &serde_json::Value,
 ) -> Result<bool, tower_sessions::session::Error> {
-    let mut size = crate::doc::entry_size(key, value);
-    for (k, v) in entries(session).await? {
-        if k != key {
-            size += crate::doc::entry_size(&k, &v);
-        }
-    }
+    let size = crate::doc::size_with(&entries(session).await?, key, value);
     Ok(size > node.config().max_session_bytes())
 }
 

@@ -38,6 +38,6 @@ mod tests;
 pub use error::Error;
 pub use exchange::{change_header, hash_heads};
 pub use op::{ExpiryMode, Op};
-pub use read::entry_size;
+pub use read::{entry_size, size_with};
 pub use session_doc::{SessionDoc, Status};
 pub use summary::{written_keys, Summary};

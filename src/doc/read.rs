@@ -60,23 +60,44 @@ impl SessionDoc {
             .collect()
     }
 
-    /// Every attribute with its value.
+    /// Every attribute with its value, read in one pass over the value keys
+    /// and one over the counter keys (a lookup per key would seek and walk
+    /// that key's history each time).
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] for a foreign value.
     pub fn attributes(&self) -> Result<BTreeMap<String, serde_json::Value>, Error> {
-        let mut names = std::collections::BTreeSet::new();
-        for k in self.doc.keys(ROOT) {
-            if let Some(name) = attribute_of(&k) {
-                names.insert(name.to_owned());
+        let mut out = BTreeMap::new();
+        for item in self.doc.map_range(ROOT, prefix_range(DATA)) {
+            if let Some(name) = item.key.strip_prefix(DATA) {
+                out.insert(
+                    name.to_owned(),
+                    scalar_to_json(name, &item.value.into_value())?,
+                );
             }
         }
-        let mut out = BTreeMap::new();
-        for name in names {
-            if let Some(v) = self.get_json(&name)? {
-                out.insert(name, v);
-            }
+        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        for item in self.doc.map_range(ROOT, prefix_range(COUNT)) {
+            let Some((name, _node)) = item
+                .key
+                .strip_prefix(COUNT)
+                .and_then(|r| r.rsplit_once('/'))
+            else {
+                continue;
+            };
+            let ValueRef::Scalar(ScalarValueRef::Counter(n) | ScalarValueRef::Int(n)) = item.value
+            else {
+                return Err(Error::Corrupt {
+                    key: name.to_owned(),
+                });
+            };
+            let total = counters.entry(name.to_owned()).or_insert(0);
+            *total = total.saturating_add(n);
+        }
+        // A value beats counters under the same key (see `get_json`).
+        for (name, total) in counters {
+            out.entry(name).or_insert_with(|| total.into());
         }
         Ok(out)
     }
@@ -278,6 +299,21 @@ pub fn entry_size(name: &str, value: &serde_json::Value) -> usize {
         value.to_string().len()
     };
     5 + name.len() + value
+}
+
+/// The size of `entries` (as [`entry_size`] counts them) with `key` set to
+/// `value`: what a write of `key` would leave.
+pub fn size_with<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+    key: &str,
+    value: &serde_json::Value,
+) -> usize {
+    entries
+        .into_iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(k, v)| entry_size(k, v))
+        .sum::<usize>()
+        + entry_size(key, value)
 }
 
 pub(super) fn is_slot_of(k: &str, prefix: &str) -> bool {

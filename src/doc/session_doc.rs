@@ -12,6 +12,7 @@ use crate::id::{DocKey, NodeId};
 
 pub(super) const DATA: &str = "data/";
 pub(super) const COUNT: &str = "count/";
+pub(super) const META: &str = "meta/";
 pub(super) const TOUCH: &str = "meta/touch/";
 pub(super) const CREATED: &str = "meta/created";
 pub(super) const MAX_IDLE: &str = "meta/max_idle";

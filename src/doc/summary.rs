@@ -4,12 +4,21 @@ use automerge::legacy::{Key, ObjectId};
 
 use automerge::{ReadDoc, ScalarValueRef, ValueRef, ROOT};
 
-use super::read::{attribute_of, deadline_of, entry_size, scalar_to_json};
+use super::read::{attribute_of, deadline_of, entry_size, prefix_range};
 use super::session_doc::{
-    ABSOLUTE, COUNT, CREATED, DATA, EXPIRY, INVALIDATED, MAX_IDLE, SUCCESSOR, TOUCH,
+    ABSOLUTE, CREATED, EXPIRY, INVALIDATED, MAX_IDLE, META, SUCCESSOR, TOUCH,
 };
 use super::{Error, ExpiryMode, Op, SessionDoc, Status};
 use crate::clock::Millis;
+
+/// What a write would do to a session's limits ([`Summary::after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct After {
+    /// The size the attributes would take ([`entry_size`]).
+    pub(crate) size: usize,
+    /// The first counter whose total would leave the `i64` range.
+    pub(crate) overflow: Option<String>,
+}
 
 /// Everything a request needs from a document, read out once after each
 /// change, so that serving a session reads no automerge data at all.
@@ -53,36 +62,46 @@ impl Summary {
         self.attributes.iter().map(|(k, v)| entry_size(k, v)).sum()
     }
 
-    /// What [`state_size`](Self::state_size) becomes once `ops` are applied
-    /// to the latest document, computed without touching it, so an
-    /// oversized write is refused before anything is written.
-    #[must_use]
-    pub fn state_size_after(&self, ops: &[Op]) -> usize {
-        let mut sizes: BTreeMap<&str, usize> = self
+    /// What `ops` would do to the limits, worked out from the summary
+    /// without touching the document, so that a write over a limit is
+    /// refused before anything is written.
+    pub(crate) fn after(&self, ops: &[Op]) -> After {
+        // Per key: its size, and its value when it is an integer.
+        let mut entries: BTreeMap<&str, (usize, Option<i64>)> = self
             .attributes
             .iter()
-            .map(|(k, v)| (k.as_str(), entry_size(k, v)))
+            .map(|(k, v)| (k.as_str(), (entry_size(k, v), v.as_i64())))
             .collect();
+        let mut overflow = None;
         for op in ops {
             match op {
                 Op::Insert { key, json } => {
-                    let size = match serde_json::from_str::<serde_json::Value>(json) {
-                        Ok(v) => entry_size(key, &v),
-                        Err(_) => 5 + key.len() + json.len(),
+                    let entry = match serde_json::from_str::<serde_json::Value>(json) {
+                        Ok(v) => (entry_size(key, &v), v.as_i64()),
+                        Err(_) => (5 + key.len() + json.len(), None),
                     };
-                    sizes.insert(key, size);
+                    entries.insert(key, entry);
                 }
-                Op::Increment { key, .. } => {
-                    sizes.insert(key, entry_size(key, &serde_json::Value::from(0)));
+                Op::Increment { key, by } => {
+                    let current = entries.get(key.as_str()).and_then(|e| e.1).unwrap_or(0);
+                    let total = current.checked_add(*by);
+                    if total.is_none() && overflow.is_none() {
+                        overflow = Some(key.clone());
+                    }
+                    let size = entry_size(key, &serde_json::Value::from(0));
+                    entries.insert(key, (size, Some(total.unwrap_or(current))));
                 }
                 Op::Remove { key } => {
-                    sizes.remove(key.as_str());
+                    entries.remove(key.as_str());
                 }
-                Op::Clear | Op::Invalidate => sizes.clear(),
+                Op::Clear | Op::Invalidate => entries.clear(),
                 Op::SetExpiry { .. } => {}
             }
         }
-        sizes.values().sum()
+        After {
+            size: entries.values().map(|e| e.0).sum(),
+            overflow,
+        }
     }
 
     /// Brings the summary up to date after `doc` gained changes that wrote
@@ -119,10 +138,25 @@ impl Summary {
             }
         }
         if meta {
-            let attributes = std::mem::take(&mut self.attributes);
-            *self = doc.summary_without_attributes(attributes);
+            *self = doc.summary_with(std::mem::take(&mut self.attributes));
         }
         Ok(())
+    }
+
+    /// [`refresh`](Self::refresh) when the keys the new changes wrote are
+    /// known, otherwise reads the summary in full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a foreign attribute value.
+    pub fn update(&mut self, doc: &SessionDoc, written: Option<&[String]>) -> Result<(), Error> {
+        match written {
+            Some(keys) => self.refresh(doc, keys.iter().map(String::as_str)),
+            None => {
+                *self = doc.summary()?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -160,34 +194,19 @@ impl SessionDoc {
     ///
     /// [`Error::Corrupt`] for a foreign attribute value.
     pub fn summary(&self) -> Result<Summary, Error> {
-        // One pass over the root map instead of a lookup per key (each
-        // lookup seeks and walks that key's history).
-        let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
-        let mut invalidated = false;
-        let mut successor = None;
+        Ok(self.summary_with(self.attributes()?))
+    }
+
+    /// A summary of `attributes` and the document's metadata, read in one
+    /// pass over the `meta/` keys.
+    fn summary_with(&self, attributes: BTreeMap<String, serde_json::Value>) -> Summary {
+        let mut rare_end = false;
         let (mut created, mut touched) = (None, None::<Millis>);
         let (mut max_idle_ms, mut absolute_expiry_ms) = (0, 0);
         let mut expiry = ExpiryMode::SessionEnd;
-        for item in self.doc.map_range(ROOT, ..) {
+        for item in self.doc.map_range(ROOT, prefix_range(META)) {
             let key = item.key.as_ref();
-            if let Some(name) = key.strip_prefix(DATA) {
-                let value = scalar_to_json(name, &item.value.into_value())?;
-                values.insert(name.to_owned(), value);
-            } else if let Some(rest) = key.strip_prefix(COUNT) {
-                let Some((name, _node)) = rest.rsplit_once('/') else {
-                    continue;
-                };
-                let ValueRef::Scalar(ScalarValueRef::Counter(n) | ScalarValueRef::Int(n)) =
-                    item.value
-                else {
-                    return Err(Error::Corrupt {
-                        key: name.to_owned(),
-                    });
-                };
-                let total = counters.entry(name.to_owned()).or_insert(0);
-                *total = total.saturating_add(n);
-            } else if key.starts_with(TOUCH) {
+            if key.starts_with(TOUCH) {
                 if let ValueRef::Scalar(ScalarValueRef::Timestamp(t) | ScalarValueRef::Int(t)) =
                     item.value
                 {
@@ -195,64 +214,32 @@ impl SessionDoc {
                         touched = Some(touched.map_or(t, |m| m.max(t)));
                     }
                 }
-            } else {
-                match key {
-                    CREATED => created = millis(&item.value),
-                    MAX_IDLE => max_idle_ms = millis(&item.value).unwrap_or(0),
-                    ABSOLUTE => absolute_expiry_ms = millis(&item.value).unwrap_or(0),
-                    EXPIRY => {
-                        if let ValueRef::Scalar(ScalarValueRef::Str(m)) = &item.value {
-                            expiry = ExpiryMode::parse(m).unwrap_or(ExpiryMode::SessionEnd);
-                        }
+                continue;
+            }
+            match key {
+                CREATED => created = millis(&item.value),
+                MAX_IDLE => max_idle_ms = millis(&item.value).unwrap_or(0),
+                ABSOLUTE => absolute_expiry_ms = millis(&item.value).unwrap_or(0),
+                EXPIRY => {
+                    if let ValueRef::Scalar(ScalarValueRef::Str(m)) = &item.value {
+                        expiry = ExpiryMode::parse(m).unwrap_or(ExpiryMode::SessionEnd);
                     }
-                    // Invalidation wins on any branch, not only the winner.
-                    INVALIDATED => {
-                        invalidated =
-                            item.conflict || item.value == ScalarValueRef::Boolean(true).into();
-                    }
-                    SUCCESSOR => successor = Some(()),
-                    _ => {}
                 }
+                INVALIDATED | SUCCESSOR => rare_end = true,
+                _ => {}
             }
         }
-        for (name, total) in counters {
-            values.entry(name).or_insert_with(|| total.into());
-        }
-        let ended = if successor.is_some() || invalidated {
-            // Rare: read exactly as `status` does.
-            self.ended()
-        } else {
-            None
-        };
         let last_access = created.map(|c| touched.map_or(c, |t| t.max(c)));
-        Ok(Summary {
-            attributes: values,
+        Summary {
+            attributes,
             expiry,
             max_idle_ms,
             absolute_expiry_ms,
             last_access,
             deadline: last_access.map(|l| deadline_of(l, max_idle_ms, absolute_expiry_ms)),
-            ended,
-        })
-    }
-
-    fn summary_without_attributes(
-        &self,
-        attributes: BTreeMap<String, serde_json::Value>,
-    ) -> Summary {
-        // Each metadata key read once: automerge walks a key's history on
-        // every read.
-        let max_idle_ms = self.max_idle_ms();
-        let absolute_expiry_ms = self.absolute_expiry_ms();
-        let last_access = self.last_access();
-        Summary {
-            attributes,
-            expiry: self.expiry_mode(),
-            max_idle_ms,
-            absolute_expiry_ms,
-            last_access,
-            deadline: last_access.map(|l| deadline_of(l, max_idle_ms, absolute_expiry_ms)),
-            ended: self.ended(),
+            // Rare: read exactly as `status` reads it (invalidation on any
+            // branch of a conflict).
+            ended: if rare_end { self.ended() } else { None },
         }
     }
 }

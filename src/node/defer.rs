@@ -52,18 +52,12 @@ impl Inner {
             self.persist_slot(key, state, &expected, self.now(), None)?;
             return Ok(());
         }
-        let mut written = Vec::new();
-        for chunk in &chunks {
-            match written_keys(chunk) {
-                Some(keys) => written.extend(keys),
-                None => {
-                    written.clear();
-                    *summary = doc.summary()?;
-                    break;
-                }
-            }
-        }
-        summary.refresh(doc, written.iter().map(String::as_str))?;
+        let written: Option<Vec<String>> = chunks
+            .iter()
+            .map(|c| written_keys(c))
+            .collect::<Option<Vec<_>>>()
+            .map(|keys| keys.concat());
+        summary.update(doc, written.as_deref())?;
         let SlotState::Doc {
             record: Some(rec),
             summary,
@@ -128,6 +122,7 @@ impl Inner {
         deferred.chunks.push(chunk.to_vec());
         deferred.heads = heads;
         if deferred.chunks.len() >= DEFER_MAX || new.log_count >= self.config.compact_every {
+            // Compaction saves the document, so the batch is applied first.
             self.settle(key, state)?;
             if let SlotState::Doc {
                 doc,
@@ -135,14 +130,7 @@ impl Inner {
                 ..
             } = state
             {
-                if rec.log_count >= self.config.compact_every {
-                    match self.db.compact(key, &doc.save(), *rec) {
-                        Ok(r) => *rec = r,
-                        Err(e) => {
-                            tracing::warn!(session = %key.short(), error = %e, "compaction failed");
-                        }
-                    }
-                }
+                *rec = self.compact_if_due(key, doc, *rec);
             }
         }
         Ok(true)

@@ -13,7 +13,7 @@ use super::{SessionView, SweepReport};
 use crate::clock::Millis;
 use crate::doc::{written_keys, Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
-use crate::store::{Deferred, DueKind, SlotState, Stored};
+use crate::store::{Deferred, DueKind, Record, SlotState, Stored};
 use crate::Error;
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
@@ -229,8 +229,11 @@ impl Inner {
             if summary.status(now) != Status::Live {
                 return Ok((None, Vec::new()));
             }
-            inner.check_size(summary.state_size_after(ops))?;
-            check_totals(summary, ops)?;
+            let after = summary.after(ops);
+            inner.check_size(after.size)?;
+            if let Some(key) = after.overflow {
+                return Err(crate::doc::Error::Overflow { key }.into());
+            }
             let heads = doc.heads();
             apply_all(doc, ops, inner)?;
             let chunk = inner.commit_slot(key, state, &heads, now)?;
@@ -324,34 +327,18 @@ impl Inner {
             return Ok(Vec::new());
         };
         let written = exact.as_deref().and_then(written_keys);
-        let result = match written {
-            Some(keys) => summary
-                .refresh(doc, keys.iter().map(String::as_str))
-                .map_err(Error::from),
-            None => doc
-                .summary()
-                .map(|fresh| *summary = fresh)
-                .map_err(Error::from),
-        }
-        .and_then(|()| {
-            let chunk = match exact {
-                Some(chunk) => chunk,
-                None => doc.save_after(heads),
-            };
-            let at = self.index_time(summary, now);
-            let mut rec = self.db.append(key, &chunk, *record, at, doc.heads_hash())?;
-            if rec.log_count >= self.config.compact_every {
-                // The change is durable already; a failed compaction only
-                // means the log stays longer.
-                match self.db.compact(key, &doc.save(), rec) {
-                    Ok(r) => rec = r,
-                    Err(e) => {
-                        tracing::warn!(session = %key.short(), error = %e, "compaction failed");
-                    }
-                }
-            }
-            Ok((rec, chunk))
-        });
+        let result = summary
+            .update(doc, written.as_deref())
+            .map_err(Error::from)
+            .and_then(|()| {
+                let chunk = match exact {
+                    Some(chunk) => chunk,
+                    None => doc.save_after(heads),
+                };
+                let at = self.index_time(summary, now);
+                let rec = self.db.append(key, &chunk, *record, at, doc.heads_hash())?;
+                Ok((self.compact_if_due(key, doc, rec), chunk))
+            });
         match result {
             Ok((rec, chunk)) => {
                 *record = Some(rec);
@@ -361,6 +348,22 @@ impl Inner {
                 tracing::error!(session = %key.short(), error = %e, "persist failed; change dropped");
                 *state = SlotState::Unloaded;
                 Err(e)
+            }
+        }
+    }
+
+    /// Folds `key`'s log into a snapshot of `doc` once it is long enough
+    /// and returns the record as it now stands. The log is durable already:
+    /// a failed compaction only means it stays longer.
+    pub(crate) fn compact_if_due(&self, key: DocKey, doc: &mut SessionDoc, rec: Record) -> Record {
+        if rec.log_count < self.config.compact_every {
+            return rec;
+        }
+        match self.db.compact(key, &doc.save(), rec) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(session = %key.short(), error = %e, "compaction failed");
+                rec
             }
         }
     }
@@ -427,45 +430,6 @@ impl Inner {
             Ok(true)
         })
     }
-}
-
-/// Refuses increments that would take a counter's total past `i64`, as
-/// the summary sees it (applying an increment checks only this node's own
-/// counter, which saves reading every other node's).
-fn check_totals(summary: &Summary, ops: &[Op]) -> Result<(), Error> {
-    let mut totals: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-    let mut cleared = false;
-    for op in ops {
-        match op {
-            Op::Increment { key, by } => {
-                let current = match totals.get(key.as_str()) {
-                    Some(t) => *t,
-                    None if cleared => 0,
-                    None => summary
-                        .attributes
-                        .get(key)
-                        .and_then(serde_json::Value::as_i64)
-                        .unwrap_or(0),
-                };
-                let new = current
-                    .checked_add(*by)
-                    .ok_or_else(|| Error::from(crate::doc::Error::Overflow { key: key.clone() }))?;
-                totals.insert(key, new);
-            }
-            Op::Insert { key, json } => {
-                totals.insert(key, json.parse().unwrap_or(0));
-            }
-            Op::Remove { key } => {
-                totals.insert(key, 0);
-            }
-            Op::Clear | Op::Invalidate => {
-                totals.clear();
-                cleared = true;
-            }
-            Op::SetExpiry { .. } => {}
-        }
-    }
-    Ok(())
 }
 
 fn apply_all(doc: &mut SessionDoc, ops: &[Op], inner: &Inner) -> Result<(), Error> {

@@ -10,7 +10,7 @@ use serde_json::Value;
 mod commit;
 
 use super::Expiry;
-use crate::doc::{entry_size, ExpiryMode, Op};
+use crate::doc::{size_with, ExpiryMode, Op};
 use crate::{Error, Node, SessionId, SessionView};
 
 /// Tries to draw an unused id before giving up (a collision of 128 random
@@ -154,6 +154,8 @@ impl Session {
         self.ensure_loaded().await?;
         let limit = self.inner.node.config().max_session_bytes();
         let mut st = self.state();
+        // Refused here, at the call site; the node checks again at commit,
+        // against the latest document.
         let size = size_with(&st.view, key, &value);
         if size > limit {
             return Err(Error::TooLarge { size, limit });
@@ -326,17 +328,6 @@ fn decode<T: DeserializeOwned>(key: &str, value: Option<Value>) -> Result<Option
 fn adopt(st: &mut State, view: SessionView) {
     st.expiry = Some((view.expiry, view.max_idle_ms, view.absolute_expiry_ms));
     st.view = view.attributes;
-}
-
-/// The session's size (as the node counts it, [`entry_size`]) with `key`
-/// set to `value`, so an oversized insert is refused at the call site; the
-/// node checks again at commit, against the latest document.
-fn size_with(view: &BTreeMap<String, Value>, key: &str, value: &Value) -> usize {
-    view.iter()
-        .filter(|(k, _)| k.as_str() != key)
-        .map(|(k, v)| entry_size(k, v))
-        .sum::<usize>()
-        + entry_size(key, value)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
