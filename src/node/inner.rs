@@ -131,6 +131,22 @@ impl Inner {
     }
 
     pub(crate) fn load(&self, key: DocKey) -> Result<(Loaded, Pushes), Error> {
+        // A document evicted from the cache left its summary: enough for a
+        // read that records no access.
+        let now = self.now();
+        let kept = self.cache.with_kept(key, |summary| {
+            if summary.status(now) != Status::Live {
+                return Some(Loaded::Gone);
+            }
+            let interval = self.touch_interval(summary.max_idle_ms);
+            let touch = summary
+                .last_access
+                .is_some_and(|t| now.saturating_sub(t) >= interval);
+            (!touch).then(|| Loaded::Live(SessionView::of(summary)))
+        });
+        if let Some(Some(found)) = kept {
+            return Ok((found, Vec::new()));
+        }
         self.with_slot(key, |inner, state| {
             let now = inner.now();
             let SlotState::Doc { doc, summary, .. } = state else {

@@ -328,3 +328,72 @@ async fn an_increment_past_the_counter_range_is_refused_and_nothing_applied() {
     assert_eq!(view.attributes["n"], 5);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn reads_of_evicted_sessions_come_from_their_kept_summary_and_stay_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    // Room for a handful of loaded documents (~24 KiB each), and a quarter
+    // of that again for the summaries of evicted ones.
+    let config = Config::new(dir.path())
+        .with_clock(clock.clone())
+        .with_max_idle(30 * MIN)
+        .with_cache_bytes(200 << 10);
+    let node = Node::open(config).await.unwrap();
+    let ids: Vec<SessionId> = (0..40).map(|_| SessionId::random()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        node.create(id, &[insert("i", &i.to_string())])
+            .await
+            .unwrap();
+    }
+    let kept = |id: &SessionId| {
+        node.inner
+            .cache
+            .with_kept(id.doc_key(), |s| s.attributes.get("i").cloned())
+            .flatten()
+    };
+    let first = &ids[0];
+    assert_eq!(
+        kept(first),
+        Some(0.into()),
+        "an evicted document left its summary"
+    );
+    let view = node.load(first).await.unwrap().unwrap();
+    assert_eq!(view.attributes["i"], 0);
+    assert_eq!(
+        kept(first),
+        Some(0.into()),
+        "the read did not load the document"
+    );
+
+    // A write loads the document (the kept summary goes); once evicted
+    // again, reads see the write.
+    node.commit(first, &[insert("i", "100")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept(first), None);
+    for id in &ids[1..] {
+        node.commit(id, &[insert("j", "1")]).await.unwrap().unwrap();
+    }
+    assert_eq!(kept(first), Some(100.into()));
+    assert_eq!(
+        node.load(first).await.unwrap().unwrap().attributes["i"],
+        100
+    );
+
+    // A read due to record an access goes through the document.
+    clock.advance(2 * MIN);
+    assert_eq!(
+        node.load(first).await.unwrap().unwrap().attributes["i"],
+        100
+    );
+    assert_eq!(kept(first), None);
+
+    // An expired session reads as gone from its kept summary too.
+    let second = &ids[1];
+    assert!(kept(second).is_some());
+    clock.advance(31 * MIN);
+    assert!(node.load(second).await.unwrap().is_none());
+    node.shutdown().await.unwrap();
+}

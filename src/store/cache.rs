@@ -74,21 +74,39 @@ struct Entry {
 struct Inner {
     lru: LruCache<DocKey, Entry>,
     used: usize,
+    /// Summaries of documents evicted from `lru` (never of a key `lru`
+    /// holds): a read needs only the summary, and a loaded automerge
+    /// document costs tens of KiB and tens of µs to load, a summary a few
+    /// hundred bytes. Every write goes through a slot, and creating a slot
+    /// drops the key's summary here, so what is here is what is on disk.
+    kept: LruCache<DocKey, (Summary, usize)>,
+    kept_used: usize,
 }
 
 /// A least-recently-used map of slots, bounded by an estimate of the bytes
 /// the documents take in memory. A slot that a request still holds is never
 /// evicted: two slots for one document would let two requests write as the
-/// same actor without seeing each other.
+/// same actor without seeing each other. An evicted document leaves its
+/// summary behind, in a second LRU bounded by a quarter of the capacity.
 #[derive(Debug)]
 pub(crate) struct Cache {
-    // std Mutex: held only for a map lookup or update, never across I/O.
+    // std Mutex: held only for a map lookup or update, never across I/O,
+    // and evicted documents are dropped after it is released.
     inner: Mutex<Inner>,
     capacity: usize,
 }
 
+/// Evicted documents, to drop once the cache's lock is released.
+#[derive(Default)]
+struct Evicted {
+    docs: Vec<SessionDoc>,
+    states: Vec<SlotState>,
+}
+
 /// What an empty or unloaded slot is charged.
 const SLOT_OVERHEAD: usize = 128;
+/// What a kept summary is charged besides its attributes' size.
+const SUMMARY_OVERHEAD: usize = 256;
 
 impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
@@ -96,6 +114,8 @@ impl Cache {
             inner: Mutex::new(Inner {
                 lru: LruCache::unbounded(),
                 used: 0,
+                kept: LruCache::unbounded(),
+                kept_used: 0,
             }),
             capacity,
         }
@@ -111,6 +131,11 @@ impl Cache {
         if let Some(e) = inner.lru.get(&key) {
             return Arc::clone(&e.slot);
         }
+        // The slot is the document's only writer from now on; its summary
+        // comes back here when it is evicted.
+        if let Some((_, charge)) = inner.kept.pop(&key) {
+            inner.kept_used -= charge;
+        }
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState::Unloaded),
         });
@@ -122,8 +147,17 @@ impl Cache {
             },
         );
         inner.used += SLOT_OVERHEAD;
-        self.evict(&mut inner);
+        let evicted = self.evict(&mut inner);
+        drop(inner);
+        drop(evicted);
         slot
+    }
+
+    /// `f` of the summary kept for `key`, when its document was evicted
+    /// and nothing has loaded it since (`None` otherwise: ask the slot).
+    pub(crate) fn with_kept<R>(&self, key: DocKey, f: impl FnOnce(&Summary) -> R) -> Option<R> {
+        let mut inner = self.inner();
+        inner.kept.get(&key).map(|(summary, _)| f(summary))
     }
 
     /// Records how many bytes `key`'s document takes now.
@@ -134,7 +168,9 @@ impl Cache {
             let old = std::mem::replace(&mut e.charge, bytes);
             inner.used = inner.used - old + bytes;
         }
-        self.evict(&mut inner);
+        let evicted = self.evict(&mut inner);
+        drop(inner);
+        drop(evicted);
     }
 
     /// Estimated bytes held.
@@ -143,7 +179,12 @@ impl Cache {
         self.inner().used
     }
 
-    fn evict(&self, inner: &mut Inner) {
+    /// Evicts least recently used slots no request holds until the
+    /// documents fit, keeping their summaries; returns the evicted states
+    /// for the caller to drop once the lock is released (freeing an
+    /// automerge document takes longer than everything else here).
+    fn evict(&self, inner: &mut Inner) -> Evicted {
+        let mut evicted = Evicted::default();
         let mut skipped = 0;
         while inner.used > self.capacity && skipped < inner.lru.len() {
             let Some((key, in_use)) = inner
@@ -156,8 +197,46 @@ impl Cache {
             if in_use {
                 inner.lru.promote(&key);
                 skipped += 1;
-            } else if let Some((_, e)) = inner.lru.pop_lru() {
-                inner.used -= e.charge;
+                continue;
+            }
+            let Some((_, e)) = inner.lru.pop_lru() else {
+                break;
+            };
+            inner.used -= e.charge;
+            // Nobody else holds the slot (and nobody can take it while the
+            // cache is locked), so its lock is free.
+            let state = std::mem::replace(&mut *e.slot.lock(), SlotState::Unloaded);
+            match state {
+                // Deferred changes are on disk but not in the summary.
+                SlotState::Doc {
+                    doc,
+                    record: Some(_),
+                    summary,
+                    deferred,
+                } if deferred.chunks.is_empty() => {
+                    self.keep(inner, key, summary);
+                    evicted.docs.push(doc);
+                }
+                other => evicted.states.push(other),
+            }
+        }
+        evicted
+    }
+
+    fn keep(&self, inner: &mut Inner, key: DocKey, summary: Summary) {
+        let charge = SUMMARY_OVERHEAD + 2 * summary.state_size();
+        let budget = self.capacity / 4;
+        if charge > budget {
+            return;
+        }
+        inner.kept_used += charge;
+        if let Some((_, (_, old))) = inner.kept.push(key, (summary, charge)) {
+            inner.kept_used -= old;
+        }
+        while inner.kept_used > budget {
+            match inner.kept.pop_lru() {
+                Some((_, (_, c))) => inner.kept_used -= c,
+                None => break,
             }
         }
     }
