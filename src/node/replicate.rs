@@ -21,7 +21,7 @@ const MAX_ROUNDS: usize = 32;
 /// Documents per sync request during anti-entropy.
 const SYNC_BATCH: usize = 64;
 /// Sync batches in flight at once with one peer during anti-entropy.
-const SYNC_CONCURRENCY: usize = 4;
+const SYNC_CONCURRENCY: usize = 8;
 
 fn unexpected(peer: PeerId, what: &str) -> Error {
     net::Error::Request {
@@ -101,6 +101,19 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
     }
 }
 
+/// [`run_sync`] for a batch of documents: tens of milliseconds of work, so
+/// on a multi-threaded runtime the worker hands its other tasks (the
+/// network among them) to another thread meanwhile.
+fn run_batch<R>(inner: &Inner, f: impl FnOnce(&Inner) -> Result<R, Error>) -> Result<R, Error> {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(|| run_sync(inner, f))
+    } else {
+        run_sync(inner, f)
+    }
+}
+
 /// Runs automerge's sync protocol for `key` with `peer` until neither side
 /// has anything to send.
 pub(crate) async fn sync_with(
@@ -131,7 +144,7 @@ async fn sync_many(
 ) -> Result<Vec<Option<String>>, Error> {
     let mut outcome: Vec<Option<String>> = vec![None; keys.len()];
     // (index into keys, message to send) for the documents in progress.
-    let mut sending: Vec<(usize, Vec<u8>)> = run_sync(inner, |i| {
+    let mut sending: Vec<(usize, Vec<u8>)> = run_batch(inner, |i| {
         let mut out = Vec::new();
         for (n, key) in keys.iter().enumerate() {
             i.reset_state(peer, *key);
@@ -162,7 +175,7 @@ async fn sync_many(
             Response::Refused { reason } => return Err(net::Error::Request { peer, reason }.into()),
             _ => return Err(unexpected(peer, "sync")),
         };
-        let (next, ended) = run_sync(inner, |i| {
+        let (next, ended) = run_batch(inner, |i| {
             let mut next = Vec::new();
             let mut ended = Vec::new();
             for ((n, _), reply) in sending.iter().zip(replies) {
