@@ -31,6 +31,10 @@ use sessionmesh::http::{Session, SessionLayer};
 use sessionmesh::{Config, Node, NodeId};
 use tower::ServiceExt;
 
+/// The allocator every bench here runs with (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REQUESTS_PER_SESSION: usize = 50;
 
 async fn read(session: Session) -> String {
@@ -228,5 +232,34 @@ fn store_writes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests, store_writes, commits);
+/// Loading a small session from disk: as change chunks (what the log
+/// holds) and as one `save()` snapshot (what compaction writes).
+fn loads(c: &mut Criterion) {
+    let node = NodeId::random();
+    let mut group = c.benchmark_group("load");
+    for changes in [1usize, 3] {
+        let mut doc = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
+        let mut chunks = Vec::new();
+        let mut heads = Vec::new();
+        for c in 0..changes {
+            for k in 0..10 / changes {
+                doc.insert(&format!("k{c}_{k}"), &"some value of a session")
+                    .unwrap();
+            }
+            doc.commit();
+            chunks.extend(doc.save_after(&heads));
+            heads = doc.heads();
+        }
+        let snapshot = doc.save();
+        group.bench_function(format!("chunks_{changes}"), |b| {
+            b.iter(|| SessionDoc::load(&chunks, ActorId::random()).unwrap());
+        });
+        group.bench_function(format!("snapshot_{changes}"), |b| {
+            b.iter(|| SessionDoc::load(&snapshot, ActorId::random()).unwrap());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, store_writes, commits, loads);
 criterion_main!(benches);

@@ -17,6 +17,10 @@ mod repl;
 
 use std::time::Duration;
 
+/// The allocator `compare` runs every system with (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (samples, sessions) = if quick { (300, 1_000) } else { (2_000, 1_000) };

@@ -33,6 +33,14 @@ use sessionmesh::http::SessionLayer;
 use sessionmesh::net::Replication;
 use sessionmesh::{Config, Node, SessionId};
 
+/// One allocator for every system in the run: mimalloc. sessionmesh
+/// (automerge) allocates and frees many small blocks per request, and
+/// glibc's malloc spent a fifth of the convergence phase in its own
+/// bookkeeping; a server embedding sessionmesh should pick it or jemalloc
+/// too (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Plan {
     clients: usize,
     warmup: Duration,
