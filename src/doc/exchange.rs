@@ -44,7 +44,18 @@ impl SessionDoc {
     /// The next message of automerge's sync protocol for the peer whose
     /// state is `state`, if there is anything to say.
     pub fn generate_sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
-        use automerge::sync::SyncDoc as _;
+        use automerge::sync::{Capability, SyncDoc as _};
+        // automerge sends the whole document instead of the missing changes
+        // when those are over a third of it (a "v2" message). A session has
+        // a handful of changes, so that is nearly every exchange, and saving,
+        // parsing and taking apart a document costs several times applying
+        // one change. Only a peer that has nothing (their heads empty) gets
+        // the document; otherwise the message carries changes.
+        if state.their_heads.as_ref().is_some_and(|h| !h.is_empty()) {
+            if let Some(caps) = &mut state.their_capabilities {
+                caps.retain(|c| *c != Capability::MessageV2);
+            }
+        }
         self.doc
             .sync()
             .generate_sync_message(state)

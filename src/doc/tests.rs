@@ -245,3 +245,55 @@ fn a_commit_chunk_applies_on_a_replica_and_garbage_does_not() {
     assert_eq!(b.heads(), before);
     assert_eq!(a.heads_hash(), b.heads_hash());
 }
+
+/// Runs the sync protocol between `a` and `b` (fresh states, `a` first)
+/// until both are quiet; returns every message sent, in order.
+fn sync_exchange(a: &mut SessionDoc, b: &mut SessionDoc) -> Vec<automerge::sync::Message> {
+    let (mut sa, mut sb) = (automerge::sync::State::new(), automerge::sync::State::new());
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        let mut quiet = true;
+        if let Some(m) = a.generate_sync_message(&mut sa) {
+            b.receive_sync_message(&mut sb, &m).unwrap();
+            sent.push(automerge::sync::Message::decode(&m).unwrap());
+            quiet = false;
+        }
+        if let Some(m) = b.generate_sync_message(&mut sb) {
+            a.receive_sync_message(&mut sa, &m).unwrap();
+            sent.push(automerge::sync::Message::decode(&m).unwrap());
+            quiet = false;
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert_eq!(a.heads(), b.heads(), "converged");
+    sent
+}
+
+#[test]
+fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none() {
+    // Diverged by one change each: more than a third of either side, where
+    // automerge would send its whole document.
+    let (mut a, _, mut b, _) = pair();
+    a.insert("left", &1).unwrap();
+    a.commit();
+    b.insert("right", &2).unwrap();
+    b.commit();
+    let sent = sync_exchange(&mut a, &mut b);
+    let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
+    assert_eq!(chunks.len(), 2, "one change each way");
+    for c in chunks {
+        assert!(change_header(c).is_some(), "a change chunk, not a document");
+    }
+    assert_eq!(a.get_json("right").unwrap(), Some(2.into()));
+    assert_eq!(b.get_json("left").unwrap(), Some(1.into()));
+
+    // A replica with nothing gets the whole document in one chunk.
+    let mut empty = SessionDoc::empty(ActorId::random());
+    let sent = sync_exchange(&mut empty, &mut a);
+    let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
+    assert_eq!(chunks.len(), 1);
+    assert!(change_header(chunks[0]).is_none(), "a document chunk");
+    assert_eq!(empty.get_json("left").unwrap(), Some(1.into()));
+}
