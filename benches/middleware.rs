@@ -240,6 +240,8 @@ fn loads(c: &mut Criterion) {
     for changes in [1usize, 3] {
         let mut doc = SessionDoc::new(ActorId::random(), node, 0, 0, 0);
         let mut chunks = Vec::new();
+        // The first change as a snapshot, the rest as chunks.
+        let mut mixed = Vec::new();
         let mut heads = Vec::new();
         for c in 0..changes {
             for k in 0..10 / changes {
@@ -247,7 +249,13 @@ fn loads(c: &mut Criterion) {
                     .unwrap();
             }
             doc.commit();
-            chunks.extend(doc.save_after(&heads));
+            let chunk = doc.save_after(&heads);
+            if c == 0 {
+                mixed = doc.save();
+            } else {
+                mixed.extend_from_slice(&chunk);
+            }
+            chunks.extend(chunk);
             heads = doc.heads();
         }
         let snapshot = doc.save();
@@ -257,6 +265,11 @@ fn loads(c: &mut Criterion) {
         group.bench_function(format!("snapshot_{changes}"), |b| {
             b.iter(|| SessionDoc::load(&snapshot, ActorId::random()).unwrap());
         });
+        if changes > 1 {
+            group.bench_function(format!("snapshot_then_chunks_{changes}"), |b| {
+                b.iter(|| SessionDoc::load(&mixed, ActorId::random()).unwrap());
+            });
+        }
     }
     group.finish();
 }
