@@ -45,6 +45,21 @@ impl SessionDoc {
     /// state is `state`, if there is anything to say.
     pub fn generate_sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
         use automerge::sync::{Capability, SyncDoc as _};
+        // Once the peer has said it holds exactly our heads, it has every
+        // change we have and we have every change it has: automerge would
+        // still send one more message to announce heads the peer already
+        // told us about. Each exchange starts from fresh states, so nothing
+        // later relies on that message: skip it (a round trip per document
+        // in anti-entropy, one of two in a fetch).
+        if let Some(theirs) = &state.their_heads {
+            let mut ours = self.doc.get_heads();
+            let mut theirs = theirs.clone();
+            ours.sort();
+            theirs.sort();
+            if ours == theirs && state.their_need.as_ref().is_none_or(Vec::is_empty) {
+                return None;
+            }
+        }
         // automerge sends the whole document instead of the missing changes
         // when those are over a third of it (a "v2" message). A session has
         // a handful of changes, so that is nearly every exchange, and saving,

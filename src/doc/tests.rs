@@ -272,7 +272,7 @@ fn sync_exchange(a: &mut SessionDoc, b: &mut SessionDoc) -> Vec<automerge::sync:
 }
 
 #[test]
-fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none() {
+fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none_and_stops() {
     // Diverged by one change each: more than a third of either side, where
     // automerge would send its whole document.
     let (mut a, _, mut b, _) = pair();
@@ -281,6 +281,9 @@ fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none(
     b.insert("right", &2).unwrap();
     b.commit();
     let sent = sync_exchange(&mut a, &mut b);
+    // a's heads, b's change, a's change; nobody announces heads the other
+    // already holds.
+    assert_eq!(sent.len(), 3);
     let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
     assert_eq!(chunks.len(), 2, "one change each way");
     for c in chunks {
@@ -292,6 +295,7 @@ fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none(
     // A replica with nothing gets the whole document in one chunk.
     let mut empty = SessionDoc::empty(ActorId::random());
     let sent = sync_exchange(&mut empty, &mut a);
+    assert_eq!(sent.len(), 2, "empty heads, the document");
     let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
     assert_eq!(chunks.len(), 1);
     assert!(change_header(chunks[0]).is_none(), "a document chunk");
