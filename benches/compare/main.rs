@@ -5,15 +5,18 @@
 //! - throughput of one request (read two attributes, increment a counter)
 //!   through axum over HTTP with keep-alive clients, each with its own
 //!   session: sessionmesh replicating to 2 peers (async, and sync with one
-//!   ack), tower-sessions + `MemoryStore`, tower-sessions + Redis;
+//!   ack), tower-sessions + `MemoryStore`, tower-sessions + Redis; then
+//!   again with each client starting a new session every 100 requests
+//!   (sessionmesh's cost per write grows with the session's history);
 //! - replication lag write-on-A → visible-on-B with 3 nodes;
 //! - convergence after a partition heals with diverged sessions;
 //! - RSS and bytes on disk with many stored sessions of 10 attributes, and
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only memory`, `-- --only throughput` or `-- --only convergence` to profile one phase, which
-//! prints its figures and writes no JSON).
+//! `-- --only memory`, `-- --only throughput [--renew N]` or
+//! `-- --only convergence` to profile one phase, which prints its figures
+//! and writes no JSON).
 //! Writes `target/bench/compare.json`, `compare_extra.json` and two SVG
 //! plots. Without `redis-server` on the PATH it says how to install it and
 //! reports Redis as `null`; it installs nothing.
@@ -207,14 +210,86 @@ async fn cluster(replication: Replication) -> (Vec<Node>, Vec<tempfile::TempDir>
     (nodes, dirs)
 }
 
-async fn throughput_of(app: axum::Router, p: &Plan) -> f64 {
+/// Clients of the second throughput table start a new session after this
+/// many requests.
+const RENEW_EVERY: u64 = 100;
+
+async fn throughput_of(app: axum::Router, p: &Plan, renew: Option<u64>) -> f64 {
     let (addr, server) = throughput::serve(app).await;
-    let rps = throughput::measure(addr, p.clients, p.warmup, p.run).await;
+    let rps = throughput::measure(addr, p.clients, p.warmup, p.run, renew).await;
     server.abort();
     rps
 }
 
-async fn redis_rps(p: &Plan) -> Option<f64> {
+/// Requests per second of the four systems, one after the other.
+struct Rates {
+    mesh: f64,
+    mesh_sync: f64,
+    memory: f64,
+    redis: Option<f64>,
+}
+
+impl Rates {
+    async fn measure(p: &Plan, renew: Option<u64>) -> Self {
+        let (nodes, _dirs) = cluster(Replication::Async).await;
+        let mesh = throughput_of(throughput::sessionmesh_app(nodes[0].clone()), p, renew).await;
+        for n in &nodes {
+            n.shutdown().await.unwrap();
+        }
+        let (nodes, _dirs) = cluster(Replication::Sync { acks: 1 }).await;
+        let mesh_sync =
+            throughput_of(throughput::sessionmesh_app(nodes[0].clone()), p, renew).await;
+        for n in &nodes {
+            n.shutdown().await.unwrap();
+        }
+        let memory = throughput_of(
+            throughput::tower_sessions_app(tower_sessions_014::MemoryStore::default()),
+            p,
+            renew,
+        )
+        .await;
+        let redis = redis_rps(p, renew).await;
+        Self {
+            mesh,
+            mesh_sync,
+            memory,
+            redis,
+        }
+    }
+
+    fn rows(&self, suffix: &str) -> Vec<(String, f64)> {
+        let mut rows = vec![
+            (format!("sessionmesh (async, 2 peers){suffix}"), self.mesh),
+            (format!("sessionmesh (sync, 1 ack){suffix}"), self.mesh_sync),
+            (format!("tower-sessions + MemoryStore{suffix}"), self.memory),
+        ];
+        if let Some(r) = self.redis {
+            rows.push((format!("tower-sessions + Redis{suffix}"), r));
+        }
+        rows
+    }
+
+    fn print(&self, title: &str) {
+        println!("{title}");
+        println!();
+        println!(
+            "| system | req/s | vs tower-sessions + Redis | vs tower-sessions + MemoryStore |"
+        );
+        println!("|---|---|---|---|");
+        for (name, rps) in self.rows("") {
+            let vs_redis = self
+                .redis
+                .map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}x", rps / r));
+            println!(
+                "| {name} | {rps:.0} | {vs_redis} | {:.2}x |",
+                rps / self.memory
+            );
+        }
+        println!();
+    }
+}
+
+async fn redis_rps(p: &Plan, renew: Option<u64>) -> Option<f64> {
     use tower_sessions_redis_store::fred::prelude::*;
     let (mut child, port) = match start_redis() {
         Ok(r) => r,
@@ -228,7 +303,7 @@ async fn redis_rps(p: &Plan) -> Option<f64> {
     let _conn = pool.connect();
     pool.wait_for_connect().await.unwrap();
     let store = tower_sessions_redis_store::RedisStore::new(pool);
-    let rps = throughput_of(throughput::tower_sessions_app(store), p).await;
+    let rps = throughput_of(throughput::tower_sessions_app(store), p, renew).await;
     let _ = child.kill();
     let _ = child.wait();
     Some(rps)
@@ -249,6 +324,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let p = plan(quick);
+    let renew = args
+        .iter()
+        .position(|a| a == "--renew")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -259,7 +339,7 @@ fn main() {
     if only.as_deref() == Some("throughput") {
         let rps = rt.block_on(async {
             let (nodes, _dirs) = cluster(Replication::Async).await;
-            throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p).await
+            throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p, renew).await
         });
         println!("sessionmesh (async, 2 peers): {rps:.0} req/s");
         return;
@@ -285,25 +365,9 @@ fn main() {
     }
 
     eprintln!("throughput: {} clients, {:?} per system", p.clients, p.run);
-    let (mesh, mesh_sync, memory_store, redis) = rt.block_on(async {
-        let (nodes, _dirs) = cluster(Replication::Async).await;
-        let mesh = throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p).await;
-        for n in &nodes {
-            n.shutdown().await.unwrap();
-        }
-        let (nodes, _dirs) = cluster(Replication::Sync { acks: 1 }).await;
-        let mesh_sync = throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p).await;
-        for n in &nodes {
-            n.shutdown().await.unwrap();
-        }
-        let memory_store = throughput_of(
-            throughput::tower_sessions_app(tower_sessions_014::MemoryStore::default()),
-            &p,
-        )
-        .await;
-        let redis = redis_rps(&p).await;
-        (mesh, mesh_sync, memory_store, redis)
-    });
+    let rates = rt.block_on(Rates::measure(&p, None));
+    eprintln!("throughput again, clients renewing their session every {RENEW_EVERY} requests");
+    let renewed = rt.block_on(Rates::measure(&p, Some(RENEW_EVERY)));
 
     eprintln!("replication lag: {} writes", p.lag_samples);
     let mut lags = rt.block_on(repl::lag(p.lag_samples));
@@ -319,10 +383,10 @@ fn main() {
 
     let report = json!({
         "throughput_rps": {
-            "sessionmesh": mesh,
-            "sessionmesh_sync": mesh_sync,
-            "tower_sessions_memory": memory_store,
-            "tower_sessions_redis": redis,
+            "sessionmesh": rates.mesh,
+            "sessionmesh_sync": rates.mesh_sync,
+            "tower_sessions_memory": rates.memory,
+            "tower_sessions_redis": rates.redis,
         },
         "replication_lag_ms": {"p50": p50, "p99": p99, "max": max},
         "convergence_s": {"sessions": p.converge, "seconds": conv},
@@ -331,6 +395,13 @@ fn main() {
     let extra = json!({
         "quick": quick,
         "clients": p.clients,
+        "throughput_rps_renewed": {
+            "renew_every": RENEW_EVERY,
+            "sessionmesh": renewed.mesh,
+            "sessionmesh_sync": renewed.mesh_sync,
+            "tower_sessions_memory": renewed.memory,
+            "tower_sessions_redis": renewed.redis,
+        },
         "per_request_us_by_sessions": costs.iter().map(|(n, us)| json!({"sessions": n, "median_us": us})).collect::<Vec<_>>(),
     });
     let dir = out_dir();
@@ -345,14 +416,8 @@ fn main() {
     )
     .unwrap();
 
-    let mut rows = vec![
-        ("sessionmesh (async, 2 peers)".to_owned(), mesh),
-        ("sessionmesh (sync, 1 ack)".to_owned(), mesh_sync),
-        ("tower-sessions + MemoryStore".to_owned(), memory_store),
-    ];
-    if let Some(r) = redis {
-        rows.push(("tower-sessions + Redis".to_owned(), r));
-    }
+    let mut rows = rates.rows("");
+    rows.extend(renewed.rows(&format!(", new session every {RENEW_EVERY} req")));
     std::fs::write(
         dir.join("throughput.svg"),
         svg::bars("Requests per second (read 2, increment 1)", "req/s", &rows),
@@ -368,16 +433,10 @@ fn main() {
     )
     .unwrap();
 
-    println!("| system | req/s | vs tower-sessions + Redis | vs tower-sessions + MemoryStore |");
-    println!("|---|---|---|---|");
-    for (name, rps) in &rows {
-        let vs_redis = redis.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}x", rps / r));
-        println!(
-            "| {name} | {rps:.0} | {vs_redis} | {:.2}x |",
-            rps / memory_store
-        );
-    }
-    println!();
+    rates.print("throughput, each client keeping one session");
+    renewed.print(&format!(
+        "throughput, each client starting a new session every {RENEW_EVERY} requests"
+    ));
     println!(
         "replication lag (3 nodes, {} writes): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms",
         lags.len()

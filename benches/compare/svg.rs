@@ -13,10 +13,14 @@ fn escape(s: &str) -> String {
 pub(crate) fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
     let h = 60.0 + 34.0 * rows.len() as f64;
     let max = rows.iter().map(|r| r.1).fold(1e-9, f64::max);
+    // Bars start after the longest label (about 7 px a character at 13 px).
+    let longest = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let x0 = (20.0 + 7.0 * longest as f64).max(230.0);
+    let w = x0 + 420.0;
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="13">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">"#
     );
     let _ = write!(
         s,
@@ -25,7 +29,7 @@ pub(crate) fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
     );
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = 44.0 + 34.0 * i as f64;
-        let len = (W - 360.0) * v / max;
+        let len = 280.0 * v / max;
         let _ = write!(
             s,
             r#"<text x="10" y="{}">{}</text>"#,
@@ -34,12 +38,12 @@ pub(crate) fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
         );
         let _ = write!(
             s,
-            r##"<rect x="230" y="{y}" width="{len:.1}" height="24" fill="#4a7bd0"/>"##
+            r##"<rect x="{x0}" y="{y}" width="{len:.1}" height="24" fill="#4a7bd0"/>"##
         );
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{}">{v:.0} {}</text>"#,
-            236.0 + len,
+            x0 + 6.0 + len,
             y + 17.0,
             escape(unit)
         );

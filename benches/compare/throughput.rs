@@ -79,11 +79,14 @@ pub(crate) async fn serve(app: Router) -> (SocketAddr, tokio::task::JoinHandle<(
 
 /// Runs `clients` keep-alive clients against `addr` for `warmup` + `run`
 /// and returns the requests per second over `run`.
+/// With `renew_every`, a client starts a new session (one `/seed`
+/// request, not counted) after that many requests.
 pub(crate) async fn measure(
     addr: SocketAddr,
     clients: usize,
     warmup: Duration,
     run: Duration,
+    renew_every: Option<u64>,
 ) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
@@ -97,20 +100,14 @@ pub(crate) async fn measure(
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
-            let seed = http
-                .get(format!("http://{addr}/seed"))
-                .send()
-                .await
-                .unwrap();
-            let cookie = seed
-                .headers()
-                .get_all(reqwest::header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find(|v| v.starts_with("id="))
-                .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-                .expect("seed sets a session cookie");
+            let mut cookie = seed(&http, addr).await;
+            let mut made = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if renew_every.is_some_and(|n| made >= n) {
+                    cookie = seed(&http, addr).await;
+                    made = 0;
+                }
+                made += 1;
                 let res = http
                     .get(format!("http://{addr}/hit"))
                     .header(reqwest::header::COOKIE, &cookie)
@@ -137,4 +134,20 @@ pub(crate) async fn measure(
         let _ = t.await;
     }
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+/// A new session: its cookie.
+async fn seed(http: &reqwest::Client, addr: SocketAddr) -> String {
+    let seed = http
+        .get(format!("http://{addr}/seed"))
+        .send()
+        .await
+        .unwrap();
+    seed.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("id="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .expect("seed sets a session cookie")
 }
