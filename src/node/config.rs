@@ -89,6 +89,8 @@ impl Config {
     }
 
     /// Memory for hot documents (an estimate; cold ones stay on disk).
+    /// Summaries of documents evicted from it are kept in up to a quarter
+    /// as much again, so reads of those sessions need no load.
     #[must_use]
     pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
