@@ -274,5 +274,65 @@ fn loads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests, store_writes, commits, loads);
+/// A sync exchange (fresh states, to quiet) where one side lacks half of
+/// the other's `n` changes: automerge's default, which sends the whole
+/// document once the peer lacks a third of the changes, against changes
+/// only (what `SessionDoc::generate_sync_message` does for a peer that has
+/// something).
+fn syncs(c: &mut Criterion) {
+    use automerge::sync::{Capability, State, SyncDoc};
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+    fn exchange(a: &mut AutoCommit, b: &mut AutoCommit, changes_only: bool) {
+        let (mut sa, mut sb) = (State::new(), State::new());
+        let strip = |st: &mut State| {
+            if changes_only && st.their_heads.as_ref().is_some_and(|h| !h.is_empty()) {
+                if let Some(caps) = &mut st.their_capabilities {
+                    caps.retain(|c| *c != Capability::MessageV2);
+                }
+            }
+        };
+        for _ in 0..10 {
+            strip(&mut sa);
+            let m1 = a.sync().generate_sync_message(&mut sa);
+            if let Some(m) = m1.clone() {
+                b.sync().receive_sync_message(&mut sb, m).unwrap();
+            }
+            strip(&mut sb);
+            let m2 = b.sync().generate_sync_message(&mut sb);
+            if let Some(m) = m2.clone() {
+                a.sync().receive_sync_message(&mut sa, m).unwrap();
+            }
+            if m1.is_none() && m2.is_none() {
+                break;
+            }
+        }
+    }
+    let mut group = c.benchmark_group("sync");
+    group.sample_size(20);
+    for n in [4usize, 16, 64, 256, 1_024] {
+        let mut a = AutoCommit::new();
+        for i in 0..n / 2 {
+            a.put(ROOT, format!("k{}", i % 10), i as i64).unwrap();
+            a.commit();
+        }
+        let b = a.fork();
+        for i in n / 2..n {
+            a.put(ROOT, format!("k{}", i % 10), i as i64).unwrap();
+            a.commit();
+        }
+        for (name, changes_only) in [("document", false), ("changes", true)] {
+            group.bench_function(format!("{name}_{n}"), |bench| {
+                bench.iter_batched(
+                    || (a.clone(), b.clone()),
+                    |(mut a, mut b)| exchange(&mut a, &mut b, changes_only),
+                    BatchSize::LargeInput,
+                );
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, store_writes, commits, loads, syncs);
 criterion_main!(benches);

@@ -301,3 +301,19 @@ fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none_
     assert!(change_header(chunks[0]).is_none(), "a document chunk");
     assert_eq!(empty.get_json("left").unwrap(), Some(1.into()));
 }
+
+#[test]
+fn sync_leaves_automerges_whole_document_message_to_large_documents() {
+    // 200 changes the peer lacks, out of 201: past the size where changes
+    // one by one cost less than the document.
+    let (mut a, _, mut b, _) = pair();
+    for i in 0..200 {
+        a.insert("n", &i).unwrap();
+        a.commit();
+    }
+    let sent = sync_exchange(&mut b, &mut a);
+    let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
+    assert_eq!(chunks.len(), 1);
+    assert!(change_header(chunks[0]).is_none(), "a document chunk");
+    assert_eq!(b.get_json("n").unwrap(), Some(199.into()));
+}
