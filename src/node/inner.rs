@@ -1,5 +1,5 @@
-//! The node's work under each document's lock: load, create, commit, rotate
-//! and sweep. Every write follows one rule: apply to the latest document,
+//! The node's work under each document's lock: load, create, commit and
+//! rotate (the sweep's is in [`sweeper`](super::sweeper)). Every write follows one rule: apply to the latest document,
 //! check the size, commit, persist; if persisting fails, the slot is reset so
 //! the next access reads what is really on disk. Each persisted change comes
 //! back as a chunk for the replicator to push.
@@ -9,20 +9,17 @@ use std::sync::atomic::Ordering;
 use automerge::ChangeHash;
 
 use super::handle::Inner;
-use super::{SessionView, SweepReport};
+use super::SessionView;
 use crate::clock::Millis;
 use crate::doc::{written_keys, Op, SessionDoc, Status, Summary};
 use crate::id::DocKey;
-use crate::store::{Deferred, DueKind, Record, SlotState, Stored};
+use crate::store::{Deferred, Record, SlotState, Stored};
 use crate::Error;
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
 const DOC_OVERHEAD: usize = 24 << 10;
 /// Memory per byte of a document's compressed size.
 const DOC_BYTES_FACTOR: usize = 8;
-
-/// Index entries handled per sweep step.
-const SWEEP_BATCH: usize = 1_000;
 
 /// Change chunks persisted by an operation, to push to peers in order.
 pub(crate) type Pushes = Vec<(DocKey, Vec<u8>)>;
@@ -382,69 +379,6 @@ impl Inner {
                 rec
             }
         }
-    }
-
-    pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {
-        let mut report = SweepReport::default();
-        loop {
-            let now = self.now();
-            let due = self.db.due(now, SWEEP_BATCH)?;
-            for d in &due {
-                match d.kind {
-                    DueKind::Expire => {
-                        if self.expire(d.key, d.at, now)? {
-                            report.tombstoned += 1;
-                        }
-                    }
-                    DueKind::Forget => {
-                        self.with_slot(d.key, |inner, state| {
-                            inner.db.forget(*d)?;
-                            if matches!(state, SlotState::Tombstone { .. }) {
-                                *state = SlotState::Missing;
-                            }
-                            Ok(())
-                        })?;
-                        report.forgotten += 1;
-                    }
-                }
-            }
-            if due.len() < SWEEP_BATCH {
-                return Ok(report);
-            }
-        }
-    }
-
-    /// Tombstones `key` if it is dead and its grace has passed; returns
-    /// whether it did.
-    fn expire(&self, key: DocKey, at: Millis, now: Millis) -> Result<bool, Error> {
-        self.with_slot(key, |inner, state| {
-            let SlotState::Doc {
-                record, summary, ..
-            } = state
-            else {
-                inner.db.drop_due(crate::store::Due {
-                    at,
-                    kind: DueKind::Expire,
-                    key,
-                })?;
-                return Ok(false);
-            };
-            let Some(rec) = *record else { return Ok(false) };
-            let status = summary.status(now);
-            let due_at = inner.index_time(summary, now);
-            if status == Status::Live || (status == Status::Expired && due_at > now) {
-                // Accessed elsewhere meanwhile, or still in its grace.
-                *record = Some(inner.db.reschedule(key, rec, due_at)?);
-                return Ok(false);
-            }
-            let ended = matches!(status, Status::Invalidated | Status::Rotated(_));
-            let forget_at = now.saturating_add(ms(inner.config.gc_horizon));
-            inner.db.tombstone(key, Some(rec), now, forget_at, ended)?;
-            *state = SlotState::Tombstone { ended };
-            inner.sessions.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(session = %key.short(), ended, "tombstoned");
-            Ok(true)
-        })
     }
 }
 
