@@ -168,34 +168,25 @@ impl Inner {
         }
     }
 
-    /// This node's next message for `peer` about `key`.
-    pub(crate) fn sync_generate(&self, peer: PeerId, key: DocKey) -> Result<Step, Error> {
+    /// Applies `peer`'s sync message about `key`, if any, and returns this
+    /// node's next message: one visit to the document for both.
+    pub(crate) fn sync_step(
+        &self,
+        peer: PeerId,
+        key: DocKey,
+        msg: Option<&[u8]>,
+    ) -> Result<Step, Error> {
         let mut st = self.take_state(peer, key);
-        let out = self.absorb(key, |doc| Ok((doc.generate_sync_message(&mut st), None)));
+        let out = self.absorb(key, |doc| {
+            if let Some(m) = msg {
+                doc.receive_sync_message(&mut st, m)?;
+            }
+            Ok((doc.generate_sync_message(&mut st), None))
+        });
         self.put_state(peer, key, st);
         Ok(match out? {
             Ok(Some(m)) => Step::Send(m),
             Ok(None) => Step::Quiet,
-            Err(ended) => Step::Gone { ended },
-        })
-    }
-
-    /// Applies `peer`'s sync message about `key`.
-    pub(crate) fn sync_receive(
-        &self,
-        peer: PeerId,
-        key: DocKey,
-        msg: &[u8],
-    ) -> Result<Step, Error> {
-        let mut st = self.take_state(peer, key);
-        let out = self.absorb(key, |doc| {
-            doc.receive_sync_message(&mut st, msg)
-                .map(|()| ((), None))
-                .map_err(Error::from)
-        });
-        self.put_state(peer, key, st);
-        Ok(match out? {
-            Ok(()) => Step::Quiet,
             Err(ended) => Step::Gone { ended },
         })
     }
@@ -205,12 +196,7 @@ impl Inner {
         if item.first {
             self.reset_state(peer, key);
         }
-        let step = self
-            .sync_receive(peer, key, &item.msg)
-            .and_then(|s| match s {
-                Step::Quiet => self.sync_generate(peer, key),
-                gone => Ok(gone),
-            });
+        let step = self.sync_step(peer, key, Some(&item.msg));
         match step {
             Ok(Step::Send(m)) => SyncReply {
                 msg: Some(m.into()),

@@ -148,7 +148,7 @@ async fn sync_many(
         let mut out = Vec::new();
         for (n, key) in keys.iter().enumerate() {
             i.reset_state(peer, *key);
-            match i.sync_generate(peer, *key) {
+            match i.sync_step(peer, *key, None) {
                 Ok(Step::Send(msg)) => out.push((n, msg)),
                 Ok(_) => {}
                 Err(e) => outcome[n] = Some(e.to_string()),
@@ -190,11 +190,7 @@ async fn sync_many(
                     }
                     continue;
                 }
-                let step = match reply.msg {
-                    Some(m) => i.sync_receive(peer, key, &m),
-                    None => Ok(Step::Quiet),
-                }
-                .and_then(|_| i.sync_generate(peer, key));
+                let step = i.sync_step(peer, key, reply.msg.as_ref().map(|m| m.as_slice()));
                 match step {
                     Ok(Step::Send(msg)) => next.push((*n, msg)),
                     Ok(_) => {}
