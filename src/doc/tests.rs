@@ -281,9 +281,12 @@ fn sync_sends_changes_to_a_peer_that_has_some_and_the_document_to_one_with_none_
     b.insert("right", &2).unwrap();
     b.commit();
     let sent = sync_exchange(&mut a, &mut b);
-    // a's heads, b's change, a's change; nobody announces heads the other
-    // already holds.
-    assert_eq!(sent.len(), 3);
+    // a's heads, b's change, a's change (a bloom filter false positive can
+    // add a round); nobody then announces heads the other already holds.
+    assert!(
+        !sent.last().unwrap().changes.is_empty(),
+        "the exchange ends with a change, not a closing announcement"
+    );
     let chunks: Vec<&[u8]> = sent.iter().flat_map(|m| m.changes.iter()).collect();
     assert_eq!(chunks.len(), 2, "one change each way");
     for c in chunks {
