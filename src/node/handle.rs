@@ -91,12 +91,30 @@ pub(crate) fn run_sync<R>(
     inner: &Inner,
     f: impl FnOnce(&Inner) -> Result<R, Error>,
 ) -> Result<R, Error> {
+    run(inner, inner.config.durability == Durability::Fsync, f)
+}
+
+/// [`run_sync`] for a batch of documents: tens of milliseconds of work, so
+/// on a multi-threaded runtime it is always marked as blocking and the
+/// worker hands its other tasks (the network among them) to another thread.
+pub(crate) fn run_batch<R>(
+    inner: &Inner,
+    f: impl FnOnce(&Inner) -> Result<R, Error>,
+) -> Result<R, Error> {
+    run(inner, true, f)
+}
+
+fn run<R>(
+    inner: &Inner,
+    blocking: bool,
+    f: impl FnOnce(&Inner) -> Result<R, Error>,
+) -> Result<R, Error> {
     if inner.closed.load(Ordering::SeqCst) {
         return Err(Error::Shutdown);
     }
     let multi = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if inner.config.durability == Durability::Fsync && multi {
+    if blocking && multi {
         tokio::task::block_in_place(|| f(inner))
     } else {
         f(inner)

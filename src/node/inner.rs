@@ -1,8 +1,9 @@
 //! The node's work under each document's lock: load, create, commit and
-//! rotate (the sweep's is in [`sweeper`](super::sweeper)). Every write follows one rule: apply to the latest document,
-//! check the size, commit, persist; if persisting fails, the slot is reset so
-//! the next access reads what is really on disk. Each persisted change comes
-//! back as a chunk for the replicator to push.
+//! rotate (the sweep's is in [`sweeper`](super::sweeper)). Every write
+//! follows one rule: apply to the latest document, check the size, commit,
+//! persist; if persisting fails, the slot is reset so the next access reads
+//! what is really on disk. Each persisted change comes back as a chunk for
+//! the replicator to push.
 
 use std::sync::atomic::Ordering;
 
@@ -51,6 +52,15 @@ impl Inner {
             0 => cfg,
             idle => cfg.min(idle / 10),
         }
+    }
+
+    /// Whether a read at `now` must advance this node's last-access
+    /// register (it is older than the touch interval).
+    fn touch_due(&self, summary: &Summary, now: Millis) -> bool {
+        let interval = self.touch_interval(summary.max_idle_ms);
+        summary
+            .last_access
+            .is_some_and(|t| now.saturating_sub(t) >= interval)
     }
 
     /// Where a document sits in the expiry index: its deadline plus the
@@ -135,11 +145,7 @@ impl Inner {
             if summary.status(now) != Status::Live {
                 return Some(Loaded::Gone);
             }
-            let interval = self.touch_interval(summary.max_idle_ms);
-            let touch = summary
-                .last_access
-                .is_some_and(|t| now.saturating_sub(t) >= interval);
-            (!touch).then(|| Loaded::Live(SessionView::of(summary)))
+            (!self.touch_due(summary, now)).then(|| Loaded::Live(SessionView::of(summary)))
         });
         if let Some(Some(found)) = kept {
             return Ok((found, Vec::new()));
@@ -157,11 +163,7 @@ impl Inner {
                 return Ok((Loaded::Gone, Vec::new()));
             }
             let mut pushes = Vec::new();
-            let interval = inner.touch_interval(summary.max_idle_ms);
-            if summary
-                .last_access
-                .is_some_and(|t| now.saturating_sub(t) >= interval)
-            {
+            if inner.touch_due(summary, now) {
                 let heads = doc.heads();
                 doc.touch(inner.node_id, now)?;
                 if let Some(chunk) = inner.commit_slot(key, state, &heads, now)? {

@@ -1,7 +1,8 @@
 //! The sending side of replication: push after commit through the
-//! [outbox](super::outbox) (waiting for acks under `Replication::Sync`), sync rounds, anti-entropy and fetch on miss.
-//! Storage work runs through [`run_sync`] so it never stalls a worker that
-//! other tasks wait on.
+//! [outbox](super::outbox) (waiting for acks under `Replication::Sync`),
+//! sync rounds, anti-entropy and fetch on miss. Storage work runs through
+//! [`run_sync`] (whole sync batches through [`run_batch`]) so it never
+//! stalls a worker that other tasks wait on.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 
-use super::handle::{run_sync, Inner};
+use super::handle::{run_batch, run_sync, Inner};
 use super::inner::Pushes;
 use super::replica::{Step, DIGEST_PAGE};
 use crate::id::DocKey;
@@ -98,19 +99,6 @@ pub(crate) async fn push(inner: &Arc<Inner>, pushes: Pushes, wait: bool) -> Resu
             );
             Ok(())
         }
-    }
-}
-
-/// [`run_sync`] for a batch of documents: tens of milliseconds of work, so
-/// on a multi-threaded runtime the worker hands its other tasks (the
-/// network among them) to another thread meanwhile.
-fn run_batch<R>(inner: &Inner, f: impl FnOnce(&Inner) -> Result<R, Error>) -> Result<R, Error> {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
-        tokio::task::block_in_place(|| run_sync(inner, f))
-    } else {
-        run_sync(inner, f)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The background sweeper: every sweep interval, turn dead sessions into
-//! tombstones and forget old tombstones (the task, and the sweep itself). It holds only a weak reference, so
-//! a node dropped without `shutdown()` still lets it end.
+//! tombstones and forget old tombstones (the task, and the sweep itself).
+//! The task holds only a weak reference, so a node dropped without
+//! `shutdown()` still lets it end.
 
 use std::sync::{Arc, Weak};
 

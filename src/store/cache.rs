@@ -96,13 +96,6 @@ pub(crate) struct Cache {
     capacity: usize,
 }
 
-/// Evicted documents, to drop once the cache's lock is released.
-#[derive(Default)]
-struct Evicted {
-    docs: Vec<SessionDoc>,
-    states: Vec<SlotState>,
-}
-
 /// What an empty or unloaded slot is charged.
 const SLOT_OVERHEAD: usize = 128;
 /// What a kept summary is charged besides its attributes' size.
@@ -180,11 +173,11 @@ impl Cache {
     }
 
     /// Evicts least recently used slots no request holds until the
-    /// documents fit, keeping their summaries; returns the evicted states
-    /// for the caller to drop once the lock is released (freeing an
-    /// automerge document takes longer than everything else here).
-    fn evict(&self, inner: &mut Inner) -> Evicted {
-        let mut evicted = Evicted::default();
+    /// documents fit, keeping their summaries; returns the evicted
+    /// documents for the caller to drop once the lock is released (freeing
+    /// an automerge document takes longer than everything else here).
+    fn evict(&self, inner: &mut Inner) -> Vec<SessionDoc> {
+        let mut evicted = Vec::new();
         let mut skipped = 0;
         while inner.used > self.capacity && skipped < inner.lru.len() {
             let Some((key, in_use)) = inner
@@ -206,18 +199,18 @@ impl Cache {
             // Nobody else holds the slot (and nobody can take it while the
             // cache is locked), so its lock is free.
             let state = std::mem::replace(&mut *e.slot.lock(), SlotState::Unloaded);
-            match state {
+            if let SlotState::Doc {
+                doc,
+                record,
+                summary,
+                deferred,
+            } = state
+            {
                 // Deferred changes are on disk but not in the summary.
-                SlotState::Doc {
-                    doc,
-                    record: Some(_),
-                    summary,
-                    deferred,
-                } if deferred.chunks.is_empty() => {
+                if record.is_some() && deferred.chunks.is_empty() {
                     self.keep(inner, key, summary);
-                    evicted.docs.push(doc);
                 }
-                other => evicted.states.push(other),
+                evicted.push(doc);
             }
         }
         evicted
