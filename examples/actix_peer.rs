@@ -1,5 +1,6 @@
-//! The demo app of DESIGN.md §7 written with actix-web and actix-session's
-//! own API, on a sessionmesh store: the one-line switch from another store.
+//! The demo app of docs/ARCHITECTURE.md ("The demo contract") written with
+//! actix-web and actix-session's own API, on a sessionmesh store: the
+//! one-line switch from another store.
 //!
 //! Run with:
 //!

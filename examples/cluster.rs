@@ -1,5 +1,6 @@
-//! Three sessionmesh nodes on localhost in one process, each serving the
-//! demo app of DESIGN.md §7, replicating to each other over libp2p.
+//! Three sessionmesh nodes on localhost in one process, each serving the demo
+//! app of docs/ARCHITECTURE.md ("The demo contract"), replicating to each
+//! other over libp2p.
 //!
 //! Run with:
 //!

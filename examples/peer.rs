@@ -1,5 +1,5 @@
-//! One sessionmesh node with the demo app of DESIGN.md §7, on the native
-//! `SessionLayer`.
+//! One sessionmesh node with the demo app of docs/ARCHITECTURE.md ("The demo
+//! contract"), on the native `SessionLayer`.
 //!
 //! Run with:
 //!

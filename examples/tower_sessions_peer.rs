@@ -1,5 +1,6 @@
-//! The demo app of DESIGN.md §7 written with tower-sessions' own API, on a
-//! sessionmesh store: the one-line switch from `MemoryStore`.
+//! The demo app of docs/ARCHITECTURE.md ("The demo contract") written with
+//! tower-sessions' own API, on a sessionmesh store: the one-line switch from
+//! `MemoryStore`.
 //!
 //! Run with:
 //!

@@ -1,9 +1,19 @@
 //! Storage and crashes: random commit sequences on a few sessions, with
-//! crash points where the node is dropped without `shutdown()` and opened
-//! again from its directory (compaction every 3 commits, so crashes land
-//! around snapshots too). After every reopen, each session is exactly what
-//! the acknowledged commits made it. A `SIGKILL` of a real process in the
-//! middle of a stream of commits is in `tests/peer_process.rs`.
+//! three kinds of fault (compaction every 3 commits, so they land around
+//! snapshots too):
+//!
+//! - a crash: the node is dropped without `shutdown()` and opened again
+//!   from its directory. Every acknowledged commit is there.
+//! - a power loss: from a point on, the store acknowledges writes without
+//!   keeping them (what `Durability::Process` allows a power cut to do to
+//!   writes not yet synced); at the next crash the directory must hold
+//!   exactly the commits before that point, whole and loadable, and the
+//!   restarted node must write on without clashing with what it lost.
+//! - a failed write: the next commit gets a storage error and changes
+//!   nothing, and the node keeps serving.
+//!
+//! A `SIGKILL` of a real process in the middle of a stream of commits is in
+//! `tests/peer_process.rs`.
 //!
 //! `PROPTEST_CASES` raises the case count (default 48 here).
 
@@ -14,7 +24,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::Value;
 use sessionmesh::doc::Op;
-use sessionmesh::{Config, Node, SessionId};
+use sessionmesh::testing::{open_with_faults, StorageFaults, WriteKind};
+use sessionmesh::{Config, Error, Node, SessionId};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -24,6 +35,8 @@ enum Step {
     Clear { session: usize },
     Invalidate { session: usize },
     Crash,
+    PowerLoss,
+    FailNextWrite,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -34,11 +47,13 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..3).prop_map(|session| Step::Clear { session }),
         1 => (0usize..3).prop_map(|session| Step::Invalidate { session }),
         2 => Just(Step::Crash),
+        1 => Just(Step::PowerLoss),
+        1 => Just(Step::FailNextWrite),
     ]
 }
 
-async fn open(dir: &std::path::Path) -> Node {
-    Node::open(Config::new(dir).with_compact_every(3))
+async fn open(dir: &std::path::Path, faults: &StorageFaults) -> Node {
+    open_with_faults(Config::new(dir).with_compact_every(3), faults)
         .await
         .unwrap()
 }
@@ -57,18 +72,50 @@ async fn check(node: &Node, ids: &[SessionId], model: &Model) -> Result<(), Test
 async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<SessionId> = (0..3).map(|_| SessionId::random()).collect();
-    let mut node = open(dir.path()).await;
+    let mut faults = StorageFaults::new();
+    let mut node = open(dir.path(), &faults).await;
     let mut model: Model = Vec::new();
     for id in &ids {
         node.create(id, &[]).await.unwrap();
         model.push(Some(BTreeMap::new()));
     }
+    // What the disk holds since a power loss (the model at that point).
+    let mut durable: Option<Model> = None;
     for s in steps {
         let (session, ops) = match &s {
             Step::Crash => {
                 drop(node);
-                node = open(dir.path()).await;
+                if let Some(kept) = durable.take() {
+                    model = kept;
+                }
+                faults = StorageFaults::new();
+                node = open(dir.path(), &faults).await;
                 check(&node, &ids, &model).await?;
+                continue;
+            }
+            Step::PowerLoss => {
+                if durable.is_none() {
+                    faults.crash();
+                    durable = Some(model.clone());
+                }
+                continue;
+            }
+            Step::FailNextWrite => {
+                // A write that surely writes, on a live session: it fails,
+                // and nothing of it shows. (Not after a power loss: the node
+                // would be gone, and a failed write reads the disk again.)
+                let live = model.iter().position(Option::is_some);
+                if let (Some(i), None) = (live, &durable) {
+                    faults.fail_next(WriteKind::Any);
+                    let ops = [Op::Insert {
+                        key: "failed".into(),
+                        json: "1".into(),
+                    }];
+                    let failed = node.commit(&ids[i], &ops).await;
+                    prop_assert!(matches!(failed, Err(Error::Store(_))), "{:?}", failed);
+                    let now = node.load(&ids[i]).await.unwrap().map(|v| v.attributes);
+                    prop_assert_eq!(&now, &model[i], "a failed write changed nothing");
+                }
                 continue;
             }
             Step::Put {
@@ -119,14 +166,30 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Clear { .. } => attrs.clear(),
             Step::Invalidate { .. } => model[session] = None,
-            Step::Crash => unreachable!(),
+            Step::Crash | Step::PowerLoss | Step::FailNextWrite => unreachable!(),
         }
         let now = model[session].clone();
         prop_assert_eq!(acked.map(|v| v.attributes), now, "acknowledged state");
     }
     drop(node);
-    let node = open(dir.path()).await;
+    if let Some(kept) = durable.take() {
+        model = kept;
+    }
+    let node = open(dir.path(), &StorageFaults::new()).await;
     check(&node, &ids, &model).await?;
+    // The restarted node writes on, whatever it lost.
+    for id in &ids {
+        let _ = node
+            .commit(
+                id,
+                &[Op::Increment {
+                    key: "after".into(),
+                    by: 1,
+                }],
+            )
+            .await
+            .unwrap();
+    }
     node.shutdown().await.unwrap();
     Ok(())
 }

@@ -38,13 +38,45 @@ pub enum Error {
         /// Peers asked for.
         wanted: usize,
     },
-    /// The network layer failed to start.
+    /// The network layer failed: it could not start (fix its settings), or
+    /// a request to a peer failed (retry; anti-entropy repairs the rest).
     #[error(transparent)]
     Net(#[from] crate::net::Error),
     /// The node was shut down; open a new one.
     #[error("the node is shut down")]
     Shutdown,
-    /// The configuration cannot work (the message says which setting).
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A setting cannot work; nothing was opened. Fix the setting named.
+    #[error("invalid configuration: {field} {why}")]
+    InvalidConfig {
+        /// The setting (the name of its `with_*` setter without `with_`).
+        field: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The data directory is held by another node, in this process or
+    /// another: one directory serves one node at a time. Shut the other
+    /// down first, or give this node its own directory.
+    #[error("data directory {} is already open", path.display())]
+    AlreadyOpen {
+        /// The directory.
+        path: std::path::PathBuf,
+    },
+    /// The data directory (or a file of this crate in it) cannot be created
+    /// or read: check the path and its permissions.
+    #[error("data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation needs a network, and the node was opened without one
+    /// (no [`net::Config`](crate::net::Config) and no attached transport).
+    #[error("no network configured")]
+    NoNetwork,
+    /// [`Node::attach_transport`](crate::Node::attach_transport) on a node
+    /// that already replicates: a node has one transport.
+    #[error("the node already replicates")]
+    AlreadyReplicating,
 }

@@ -43,30 +43,53 @@
 //!
 //! ## Modules
 //!
+//! Each layer knows only the ones below it; `docs/ARCHITECTURE.md` in the
+//! repository tells the whole story (write path, replication protocol).
+//!
 //! | module | what it holds |
 //! |---|---|
 //! | [`http`] | [`SessionLayer`](http::SessionLayer), the [`Session`](http::Session) extractor, cookie options |
+//! | [`adapters`] | drop-in stores for tower-sessions and actix-session (cargo features) |
 //! | [`Node`] | the public handle: open, load, commit, rotate, sweep, shut down ([`Config`]) |
-//! | [`net`] | replication over libp2p: [`net::Config`], [`net::Replication`], the wire protocol |
-//! | [`store`] | RocksDB layout, [`Durability`], the document cache |
-//! | [`doc`] | [`SessionDoc`](doc::SessionDoc): one session as an automerge document, pure |
+//! | `replicator` | (internal) pushes, sync exchanges, anti-entropy, fetch on miss, answers to peers |
+//! | `engine` | (internal) the sessions, synchronously: document cache, writes, sweeps |
+//! | `tasks` | (internal) the owner of every background task of a node |
+//! | [`net`] | the libp2p network: [`net::Config`], [`net::Replication`], the [`net::Transport`] seam and its messages |
+//! | [`store`] | RocksDB layout, [`Durability`] |
+//! | [`doc`] | [`Op`](doc::Op): what a request does to a session; the automerge document behind it (internal) |
 //! | [`id`] | [`SessionId`], [`DocKey`], [`NodeId`] |
 //! | [`clock`] | [`Clock`], [`SystemClock`], [`ManualClock`] for tests |
+//!
+//! ## Cargo features
+//!
+//! - `tower-sessions`: `adapters::tower_sessions::MeshStore`.
+//! - `actix`: `adapters::actix::MeshStore`.
+//! - `testing`: test support, not a stable API — nodes with faulty
+//!   storage (`testing`), and the internals this repository's property
+//!   tests and benchmarks drive (the session document, the wire codec).
 
 pub mod adapters;
 pub mod clock;
+mod config;
 pub mod doc;
+mod engine;
 mod error;
 pub mod http;
 pub mod id;
 pub mod net;
 mod node;
+mod replicator;
 pub mod store;
+mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
+pub use config::Config;
+pub use engine::{SessionView, SweepReport};
 pub use error::Error;
 pub use id::{DocKey, NodeId, ParseIdError, SessionId};
-pub use node::{Config, Node, SessionView, SweepReport};
+pub use node::Node;
 pub use store::Durability;
 
 /// The README's code blocks, compiled and run as doctests.

@@ -1,5 +1,6 @@
-//! The demo app of DESIGN.md §7, shared by `examples/peer.rs` and the
-//! integration tests (which include this file with `#[path]`).
+//! The demo app of docs/ARCHITECTURE.md ("The demo contract"), shared by
+//! `examples/peer.rs` and the integration tests (which include this file with
+//! `#[path]`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -1,5 +1,5 @@
-//! What every demo peer shares: the flags of DESIGN.md §7, the node they
-//! open, and a clean stop on Ctrl-C or SIGTERM.
+//! What every demo peer shares: the flags of docs/ARCHITECTURE.md ("The demo
+//! contract"), the node they open, and a clean stop on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

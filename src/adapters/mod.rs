@@ -6,7 +6,7 @@
 //! Both frameworks hand the store the request's *final* session state, with
 //! no base version, so a store cannot tell on its own which keys the
 //! request changed. These stores put a small marker under the key
-//! [`BASE_KEY`] when they load a session: a hash of every value as loaded.
+//! `BASE_KEY` when they load a session: a hash of every value as loaded.
 //! On save, only the keys whose values differ from what was loaded become
 //! writes (and keys that were loaded but are gone become removals), applied
 //! to the *latest* document. Two concurrent requests that write different

@@ -8,7 +8,7 @@
 //!
 //! | key | value | merge rule |
 //! |---|---|---|
-//! | `data/<key>` | attribute as JSON text | different keys merge; one key written concurrently: one deterministic winner (automerge's Lamport order), losers readable through [`SessionDoc::conflicts`] |
+//! | `data/<key>` | attribute as JSON text | different keys merge; one key written concurrently: one deterministic winner (automerge's Lamport order), losers readable as conflicts |
 //! | `count/<key>/<node>` | automerge counter, one per node | the value of `<key>` is the sum over nodes, so concurrent increments add up exactly, even when two nodes create the counter at once |
 //! | `meta/created` | creation time (ms) | written once |
 //! | `meta/touch/<node>` | last access that node saw (ms) | last access = max over nodes |
@@ -26,18 +26,38 @@
 //! with an increment), the value is what reads see until the next write.
 
 mod error;
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod exchange;
+mod layout;
 mod op;
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod read;
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod session_doc;
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod summary;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::Error;
-pub use exchange::{change_header, hash_heads};
 pub use op::{ExpiryMode, Op};
+
+// The document itself and its helpers are internals: public only with the
+// `testing` feature, for this repository's property tests and benchmarks.
+#[cfg(feature = "testing")]
+pub use exchange::{change_header, hash_heads};
+#[cfg(not(feature = "testing"))]
+pub(crate) use exchange::{change_header, hash_heads};
+#[cfg(not(feature = "testing"))]
+pub(crate) use read::size_with;
+#[cfg(feature = "testing")]
 pub use read::{entry_size, size_with};
+#[cfg(feature = "testing")]
 pub use session_doc::{SessionDoc, Status};
+#[cfg(not(feature = "testing"))]
+pub(crate) use session_doc::{SessionDoc, Status};
+#[cfg(feature = "testing")]
 pub use summary::{written_keys, Summary};
+#[cfg(not(feature = "testing"))]
+pub(crate) use summary::{written_keys, Summary};

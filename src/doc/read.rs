@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use automerge::{ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef, ROOT};
 use serde::de::DeserializeOwned;
 
-use super::session_doc::{
-    data_key, ABSOLUTE, COUNT, CREATED, DATA, EXPIRY, INVALIDATED, MAX_IDLE, SUCCESSOR, TOUCH,
+use super::layout::{
+    data_key, is_slot_of, prefix_range, ABSOLUTE, COUNT, CREATED, DATA, EXPIRY, INVALIDATED,
+    MAX_IDLE, SUCCESSOR, TOUCH,
 };
 use super::{Error, ExpiryMode, SessionDoc, Status};
 use crate::clock::Millis;
@@ -268,26 +269,6 @@ pub(super) fn deadline_of(last: Millis, max_idle_ms: u64, absolute_ms: Millis) -
     by_idle.min(by_absolute)
 }
 
-/// The keys that start with `prefix`, which ends in `/`, as a key range:
-/// automerge seeks to it instead of walking every key of the map.
-pub(super) fn prefix_range(prefix: &str) -> std::ops::Range<String> {
-    let stem = prefix.strip_suffix('/').unwrap_or(prefix);
-    // '0' is the character after '/'.
-    prefix.to_owned()..format!("{stem}0")
-}
-
-/// The attribute a root key holds a part of: `data/<name>` or
-/// `count/<name>/<node>`.
-pub(super) fn attribute_of(root_key: &str) -> Option<&str> {
-    if let Some(name) = root_key.strip_prefix(DATA) {
-        return Some(name);
-    }
-    root_key
-        .strip_prefix(COUNT)
-        .and_then(|rest| rest.rsplit_once('/'))
-        .map(|(name, _node)| name)
-}
-
 /// What one attribute counts toward the session's size limit: its name
 /// plus a fixed 5 bytes, and 8 bytes for an integer or its JSON text
 /// otherwise.
@@ -314,13 +295,6 @@ pub fn size_with<'a>(
         .map(|(k, v)| entry_size(k, v))
         .sum::<usize>()
         + entry_size(key, value)
-}
-
-pub(super) fn is_slot_of(k: &str, prefix: &str) -> bool {
-    // `count/<key>/<32 hex>`: the node part has no '/', so a key that is a
-    // prefix of another ("a" vs "a/b") never picks up the other's slots.
-    k.strip_prefix(prefix)
-        .is_some_and(|node| !node.contains('/'))
 }
 
 pub(super) fn scalar_to_json(key: &str, value: &Value<'_>) -> Result<serde_json::Value, Error> {

@@ -5,21 +5,13 @@ use automerge::{
 };
 use serde::Serialize;
 
-use super::read::{is_slot_of, prefix_range};
+use super::layout::{
+    count_key, data_key, is_slot_of, prefix_range, touch_key, ABSOLUTE, COUNT, CREATED, DATA,
+    EXPIRY, INVALIDATED, MAX_IDLE, SUCCESSOR,
+};
 use super::{Error, ExpiryMode, Op};
 use crate::clock::Millis;
 use crate::id::{DocKey, NodeId};
-
-pub(super) const DATA: &str = "data/";
-pub(super) const COUNT: &str = "count/";
-pub(super) const META: &str = "meta/";
-pub(super) const TOUCH: &str = "meta/touch/";
-pub(super) const CREATED: &str = "meta/created";
-pub(super) const MAX_IDLE: &str = "meta/max_idle";
-pub(super) const ABSOLUTE: &str = "meta/absolute_expiry";
-pub(super) const EXPIRY: &str = "meta/expiry";
-pub(super) const INVALIDATED: &str = "meta/invalidated";
-pub(super) const SUCCESSOR: &str = "meta/successor";
 
 /// Whether a session may be served, decided from replicated data and the
 /// time passed in.
@@ -353,18 +345,6 @@ impl SessionDoc {
         }
         Ok(())
     }
-}
-
-pub(super) fn data_key(key: &str) -> String {
-    format!("{DATA}{key}")
-}
-
-pub(super) fn count_key(key: &str, node: NodeId) -> String {
-    format!("{COUNT}{key}/{node}")
-}
-
-fn touch_key(node: NodeId) -> String {
-    format!("{TOUCH}{node}")
 }
 
 fn to_i64(ms: u64) -> i64 {

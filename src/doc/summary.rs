@@ -4,10 +4,11 @@ use automerge::legacy::{Key, ObjectId};
 
 use automerge::{ReadDoc, ScalarValueRef, ValueRef, ROOT};
 
-use super::read::{attribute_of, deadline_of, entry_size, prefix_range};
-use super::session_doc::{
-    ABSOLUTE, CREATED, EXPIRY, INVALIDATED, MAX_IDLE, META, SUCCESSOR, TOUCH,
+use super::layout::{
+    attribute_of, prefix_range, ABSOLUTE, CREATED, EXPIRY, INVALIDATED, MAX_IDLE, META, SUCCESSOR,
+    TOUCH,
 };
+use super::read::{deadline_of, entry_size};
 use super::{Error, ExpiryMode, Op, SessionDoc, Status};
 use crate::clock::Millis;
 

@@ -3,7 +3,7 @@
 //! [`Handler`] on the blocking pool, so storage never stalls the event loop.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -21,8 +21,11 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::handle::Command;
-use super::{Config, Error, Handler, Request, Response};
+use super::command::{Command, Handler, PeerEvent};
+use super::config::Config;
+use super::error::Error;
+use super::message::{Request, Response};
+use crate::tasks::Tasks;
 
 const PROTOCOL: &str = "/sessionmesh/repl/1";
 /// Inbound requests handled at once; more are refused with `busy` and the
@@ -52,13 +55,23 @@ struct Bootstrap {
     backoff: Duration,
 }
 
-pub(super) struct Actor {
-    swarm: Swarm<Behaviour>,
-    cmds: mpsc::Receiver<Command>,
+/// What the actor talks to besides the swarm.
+pub(super) struct Links {
+    /// Answers peers' requests.
+    pub(super) handler: Arc<dyn Handler>,
+    pub(super) cmds: mpsc::Receiver<Command>,
     /// For tasks that answer inbound requests and send the answer back here.
     /// Weak, so that the actor ends when the last handle is dropped.
-    cmd_tx: mpsc::WeakSender<Command>,
-    handler: Weak<dyn Handler>,
+    pub(super) cmd_tx: mpsc::WeakSender<Command>,
+    /// Where peers coming and going are reported.
+    pub(super) events: mpsc::Sender<PeerEvent>,
+    /// Where inbound requests are answered.
+    pub(super) tasks: Tasks,
+}
+
+pub(super) struct Actor {
+    swarm: Swarm<Behaviour>,
+    links: Links,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, Error>>>,
     bootstrap: Vec<Bootstrap>,
     listen_addrs: Vec<Multiaddr>,
@@ -70,13 +83,7 @@ fn setup<E: std::fmt::Display>(e: E) -> Error {
 }
 
 impl Actor {
-    pub(super) fn new(
-        keypair: Keypair,
-        config: &Config,
-        handler: Weak<dyn Handler>,
-        cmds: mpsc::Receiver<Command>,
-        cmd_tx: mpsc::WeakSender<Command>,
-    ) -> Result<Self, Error> {
+    pub(super) fn new(keypair: Keypair, config: &Config, links: Links) -> Result<Self, Error> {
         let psk = PreSharedKey::new(config.cluster_key);
         let allow = config.allow.clone();
         let use_mdns = config.mdns;
@@ -151,9 +158,7 @@ impl Actor {
             .collect();
         Ok(Self {
             swarm,
-            cmds,
-            cmd_tx,
-            handler,
+            links,
             pending: HashMap::new(),
             bootstrap,
             listen_addrs: Vec::new(),
@@ -166,12 +171,7 @@ impl Actor {
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                cmd = self.cmds.recv() => match cmd {
-                    Some(Command::Shutdown { reply }) => {
-                        drop(self.swarm);
-                        let _ = reply.send(());
-                        return;
-                    }
+                cmd = self.links.cmds.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => return,
                 },
@@ -235,7 +235,6 @@ impl Actor {
                     self.redial();
                 }
             }
-            Command::Shutdown { .. } => {}
         }
     }
 
@@ -282,7 +281,7 @@ impl Actor {
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "peer connected");
-                    self.notify(move |h| h.on_connected(peer_id));
+                    self.report(PeerEvent::Connected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -294,7 +293,7 @@ impl Actor {
                 self.forget_connection(connection_id);
                 if num_established == 0 {
                     tracing::debug!(peer = %peer_id, "peer disconnected");
-                    self.notify(move |h| h.on_disconnected(peer_id));
+                    self.report(PeerEvent::Disconnected(peer_id));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -337,22 +336,16 @@ impl Actor {
                     let _ = self.swarm.behaviour_mut().repl.send_response(channel, busy);
                     return;
                 };
-                let handler = self.handler.clone();
-                let weak_tx = self.cmd_tx.clone();
-                tokio::spawn(async move {
-                    let resp = tokio::task::spawn_blocking(move || match handler.upgrade() {
-                        Some(h) => h.on_request(peer, request),
-                        None => Response::Refused {
-                            reason: "shutting down".into(),
-                        },
-                    })
-                    .await
-                    .unwrap_or_else(|e| Response::Refused {
-                        reason: format!("handler failed: {e}"),
-                    });
+                let handler = Arc::clone(&self.links.handler);
+                let weak_tx = self.links.cmd_tx.clone();
+                // Answered on the blocking pool (storage work); the answer
+                // goes back through the command queue.
+                self.links.tasks.spawn_blocking(move || {
+                    let resp = handler.on_request(peer, request);
                     drop(permit);
                     if let Some(tx) = weak_tx.upgrade() {
-                        let _ = tx.send(Command::Respond { channel, resp }).await;
+                        // Fails only once the actor is gone.
+                        let _ = tx.blocking_send(Command::Respond { channel, resp });
                     }
                 });
             }
@@ -388,13 +381,10 @@ impl Actor {
         }
     }
 
-    /// Runs a handler callback off the event loop.
-    fn notify(&self, f: impl FnOnce(&dyn Handler) + Send + 'static) {
-        let handler = self.handler.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(h) = handler.upgrade() {
-                f(h.as_ref());
-            }
-        });
+    /// Tells the node a peer came or went, without waiting.
+    fn report(&self, event: PeerEvent) {
+        if self.links.events.try_send(event).is_err() {
+            tracing::debug!(?event, "peer event dropped: the node is busy or gone");
+        }
     }
 }

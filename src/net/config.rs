@@ -44,17 +44,17 @@ pub enum SyncPolicy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub(crate) cluster_key: [u8; 32],
-    pub(crate) listen: Vec<Multiaddr>,
-    pub(crate) peers: Vec<Multiaddr>,
-    pub(crate) allow: Option<Vec<PeerId>>,
-    pub(crate) mdns: bool,
-    pub(crate) replication: Replication,
-    pub(crate) sync_policy: SyncPolicy,
-    pub(crate) sync_timeout: Duration,
-    pub(crate) fetch_timeout: Duration,
-    pub(crate) anti_entropy_interval: Duration,
-    pub(crate) request_timeout: Duration,
+    pub(super) cluster_key: [u8; 32],
+    pub(super) listen: Vec<Multiaddr>,
+    pub(super) peers: Vec<Multiaddr>,
+    pub(super) allow: Option<Vec<PeerId>>,
+    pub(super) mdns: bool,
+    pub(super) replication: Replication,
+    pub(super) sync_policy: SyncPolicy,
+    pub(super) sync_timeout: Duration,
+    pub(super) fetch_timeout: Duration,
+    pub(super) anti_entropy_interval: Duration,
+    pub(super) request_timeout: Duration,
 }
 
 impl Config {
@@ -157,9 +157,63 @@ impl Config {
         self
     }
 
+    /// How long one request to a peer may take before it counts as failed
+    /// (10 s).
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// The replication mode.
     #[must_use]
     pub fn replication(&self) -> Replication {
         self.replication
+    }
+
+    /// What a synchronous commit does when fewer peers confirm in time.
+    #[must_use]
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.sync_policy
+    }
+
+    /// How long a synchronous commit waits for acknowledgements.
+    #[must_use]
+    pub fn sync_timeout(&self) -> Duration {
+        self.sync_timeout
+    }
+
+    /// How long a request for an unknown id waits for peers.
+    #[must_use]
+    pub fn fetch_timeout(&self) -> Duration {
+        self.fetch_timeout
+    }
+
+    /// How often peers compare digests.
+    #[must_use]
+    pub fn anti_entropy_interval(&self) -> Duration {
+        self.anti_entropy_interval
+    }
+
+    /// Refuses settings that cannot work, naming the setting and why.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |field: &'static str, why: &'static str| {
+            Err(crate::Error::InvalidConfig { field, why })
+        };
+        if self.anti_entropy_interval.is_zero() {
+            return bad("anti_entropy_interval", "must be positive");
+        }
+        if self.request_timeout.is_zero() {
+            return bad("request_timeout", "must be positive");
+        }
+        if let Replication::Sync { acks } = self.replication {
+            if acks == 0 {
+                return bad("replication", "Sync needs at least one ack; use Async");
+            }
+            if self.sync_timeout.is_zero() {
+                return bad("sync_timeout", "must be positive under Replication::Sync");
+            }
+        }
+        Ok(())
     }
 }

@@ -1,56 +1,19 @@
-use std::sync::Weak;
+use std::sync::Arc;
 
 use libp2p::identity::Keypair;
-use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Config, Error, Request, Response};
-
-/// What the network asks of the node: answer a peer's request, and hear
-/// about peers coming and going. Called outside the actor task, so it may
-/// block on storage.
-pub(crate) trait Handler: Send + Sync + 'static {
-    fn on_request(&self, peer: PeerId, req: Request) -> Response;
-    fn on_connected(&self, peer: PeerId);
-    fn on_disconnected(&self, peer: PeerId);
-}
-
-pub(super) enum Command {
-    Request {
-        peer: PeerId,
-        req: Request,
-        reply: oneshot::Sender<Result<Response, Error>>,
-    },
-    Respond {
-        channel: ResponseChannel<Response>,
-        resp: Response,
-    },
-    Peers {
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    ListenAddrs {
-        reply: oneshot::Sender<Vec<Multiaddr>>,
-    },
-    AddPeer {
-        addr: Multiaddr,
-    },
-    Block {
-        peer: PeerId,
-        blocked: bool,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// Bound on queued commands: a full queue makes callers wait (back-pressure)
-/// instead of growing memory without limit.
-pub(super) const COMMAND_QUEUE: usize = 1024;
+use super::actor::{Actor, Links};
+use super::command::{Command, Handler, PeerEvent, COMMAND_QUEUE, EVENT_QUEUE};
+use super::config::Config;
+use super::error::Error;
+use super::message::{Request, Response};
+use crate::tasks::Tasks;
 
 /// A cloneable handle to the network actor; each call sends one command and
-/// waits for its reply. The actor ends when every handle is dropped or on
-/// [`shutdown`](Self::shutdown).
+/// waits for its reply. The actor is a task of the node's [`Tasks`]: it
+/// ends when the node stops, or when every handle is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct Network {
     cmds: mpsc::Sender<Command>,
@@ -58,16 +21,30 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    /// Builds the swarm, starts listening and dialling, and spawns the actor.
+    /// Builds the swarm, starts listening and dialling, and spawns the actor
+    /// as a task of `tasks`. Peers coming and going arrive on the returned
+    /// receiver; requests from peers are answered by `handler`.
     pub(crate) async fn start(
         keypair: Keypair,
         config: &Config,
-        handler: Weak<dyn Handler>,
-    ) -> Result<Self, Error> {
+        handler: Arc<dyn Handler>,
+        tasks: &Tasks,
+    ) -> Result<(Self, mpsc::Receiver<PeerEvent>), Error> {
         let local = keypair.public().to_peer_id();
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let actor = super::actor::Actor::new(keypair, config, handler, rx, tx.downgrade())?;
-        tokio::spawn(actor.run());
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let actor = Actor::new(
+            keypair,
+            config,
+            Links {
+                handler,
+                cmds: rx,
+                cmd_tx: tx.downgrade(),
+                events: events_tx,
+                tasks: tasks.clone(),
+            },
+        )?;
+        tasks.spawn(actor.run());
         let net = Self { cmds: tx, local };
         // Wait until the listeners are bound, so callers can read the addresses.
         if !config.listen.is_empty() {
@@ -78,7 +55,7 @@ impl Network {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
-        Ok(net)
+        Ok((net, events))
     }
 
     pub(crate) fn local_peer_id(&self) -> PeerId {
@@ -126,10 +103,5 @@ impl Network {
             .send(Command::Block { peer, blocked })
             .await
             .map_err(|_| Error::Closed)
-    }
-
-    /// Stops the actor and waits until the swarm is dropped.
-    pub(crate) async fn shutdown(&self) {
-        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
     }
 }

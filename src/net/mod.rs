@@ -13,48 +13,40 @@
 //! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys }`: documents either side lacks or holds differently |
 //!
 //! The initiator of a sync repeats `Sync` rounds, each carrying the
-//! documents still in progress, until neither side has anything to send (automerge's sync protocol needs a reliable, in-order
-//! exchange, which one request-response stream per round gives). Sync states
+//! documents still in progress, until neither side has anything to send (automerge's sync
+//! protocol needs a reliable, in-order exchange, which one request-response
+//! stream per round gives). Sync states
 //! live per (peer, document) and are dropped when the peer connects again.
 //!
 //! A node whose cluster key differs fails the private-network handshake, so
 //! it can neither read nor write anything. Every message, queue and pending
 //! request is bounded; a malformed message is dropped and logged.
+//!
+//! [`PeerId`] and [`Multiaddr`] are libp2p's own types (libp2p 0.57),
+//! re-exported as part of this crate's API: a libp2p upgrade that changes
+//! them is a breaking change of sessionmesh. The wire codec (`wire`) is
+//! public only with the `testing` feature.
 
 mod actor;
+mod command;
 mod config;
+mod error;
 mod handle;
+mod identity;
 mod message;
 mod transport;
+#[cfg(feature = "testing")]
 pub mod wire;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unreachable_pub)]
+mod wire;
 
+pub(crate) use command::{Handler, PeerEvent};
 pub use config::{Config, Replication, SyncPolicy};
-pub(crate) use handle::{Handler, Network};
+pub use error::Error;
+pub(crate) use handle::Network;
+pub(crate) use identity::load_or_create_identity;
 pub use message::{Ack, DigestEntry, Pushed, Request, Response, SyncItem, SyncReply};
 pub use transport::{BoxFuture, Transport};
 
 pub use libp2p::{Multiaddr, PeerId};
-
-use thiserror::Error;
-
-/// What can go wrong in the network layer.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The swarm could not be built or could not listen (address in use,
-    /// malformed address). Fix the configuration.
-    #[error("network setup: {0}")]
-    Setup(String),
-    /// A request to a peer failed (disconnected, timed out, refused). The
-    /// operation can be retried; anti-entropy repairs what is missed.
-    #[error("request to {peer} failed: {reason}")]
-    Request {
-        /// The peer.
-        peer: PeerId,
-        /// Why.
-        reason: String,
-    },
-    /// The network actor is gone (the node is shutting down).
-    #[error("the network is shut down")]
-    Closed,
-}

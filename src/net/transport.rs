@@ -4,7 +4,9 @@ use std::pin::Pin;
 
 use libp2p::PeerId;
 
-use super::{Error, Network, Request, Response};
+use super::error::Error;
+use super::handle::Network;
+use super::message::{Request, Response};
 
 /// A boxed, sendable future (what [`Transport`] methods return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

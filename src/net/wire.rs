@@ -7,7 +7,7 @@ use std::io;
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 
-use super::{Request, Response};
+use super::message::{Request, Response};
 
 /// Largest request or response: a sync message can carry a whole document
 /// (sessions are capped at 1 MiB of attributes by default, plus history).

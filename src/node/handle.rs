@@ -1,24 +1,17 @@
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+//! [`Node`]: the public handle over the engine, the replicator and the
+//! node's tasks.
 
-use automerge::{sync, ActorId};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
+use std::sync::{Arc, OnceLock};
 
-use super::inner::{Loaded, Pushes};
-use super::replicate;
-use super::{Config, SessionView, SweepReport};
 use crate::clock::Millis;
 use crate::doc::Op;
-use crate::id::{random_bytes, DocKey, NodeId, SessionId};
-use crate::net::{Handler, Multiaddr, Network, PeerId, Request, Response, Transport};
-use crate::store::{Cache, Db, Durability};
-use crate::Error;
-
-/// Fetches for unknown ids in flight at most: a flood of forged cookies
-/// cannot turn into a flood of peer requests.
-const FETCH_SLOTS: usize = 64;
+use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Wrap};
+use crate::id::{NodeId, SessionId};
+use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
+use crate::replicator::{Inbound, Replicator};
+use crate::store::Durability;
+use crate::tasks::{blocking, Tasks};
+use crate::{Config, Error};
 
 /// One sessionmesh node: the sessions of this web server, persisted in
 /// RocksDB and, with a network configured, replicated to its peers. Cheap to
@@ -43,81 +36,28 @@ const FETCH_SLOTS: usize = 64;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) db: Db,
-    pub(crate) cache: Cache,
-    pub(crate) config: Config,
-    pub(crate) node_id: NodeId,
-    /// Fresh per process start: a restarted node that lost its last
-    /// unflushed change must never write another change under the same
-    /// (actor, seq).
-    pub(crate) actor: ActorId,
-    pub(crate) sessions: AtomicUsize,
-    pub(crate) closed: AtomicBool,
-    pub(crate) shutdown: watch::Sender<bool>,
-    // std Mutex: only taken at start and at shutdown to move the handles.
-    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// The libp2p network, when the node runs one (set once it is up: it
-    /// needs a handle back to this node).
-    pub(crate) net: OnceLock<Network>,
-    /// What replication sends through, and its settings: the libp2p network
-    /// or a transport attached by the embedder.
-    pub(crate) repl: OnceLock<Repl>,
-    /// automerge sync state per (peer, document). std Mutex: held for a
-    /// map lookup only.
-    pub(crate) sync_states: Mutex<HashMap<(PeerId, DocKey), sync::State>>,
-    /// Change chunks on their way to each peer.
-    pub(crate) outbox: super::outbox::Outbox,
-    pub(crate) fetch_slots: Arc<Semaphore>,
-    pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) me: Weak<Inner>,
+struct Shared {
+    engine: Engine,
+    /// Owns every task the node starts.
+    tasks: Tasks,
+    /// The libp2p network, when the node was opened with one.
+    network: Option<Network>,
+    /// Replication, once the node has a transport: from `open` with a
+    /// network, or later from [`Node::attach_transport`].
+    replicator: OnceLock<Replicator>,
 }
 
-/// A transport and the replication settings that go with it.
-#[derive(Debug)]
-pub(crate) struct Repl {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) config: crate::net::Config,
-}
-
-/// Runs storage work; with `Durability::Fsync` on a multi-threaded runtime
-/// it is marked as blocking so a device flush does not stall other tasks on
-/// this worker.
-pub(crate) fn run_sync<R>(
-    inner: &Inner,
-    f: impl FnOnce(&Inner) -> Result<R, Error>,
-) -> Result<R, Error> {
-    run(inner, inner.config.durability == Durability::Fsync, f)
-}
-
-/// [`run_sync`] for a batch of documents: tens of milliseconds of work, so
-/// on a multi-threaded runtime it is always marked as blocking and the
-/// worker hands its other tasks (the network among them) to another thread.
-pub(crate) fn run_batch<R>(
-    inner: &Inner,
-    f: impl FnOnce(&Inner) -> Result<R, Error>,
-) -> Result<R, Error> {
-    run(inner, true, f)
-}
-
-fn run<R>(
-    inner: &Inner,
-    blocking: bool,
-    f: impl FnOnce(&Inner) -> Result<R, Error>,
-) -> Result<R, Error> {
-    if inner.closed.load(Ordering::SeqCst) {
-        return Err(Error::Shutdown);
-    }
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if blocking && multi {
-        tokio::task::block_in_place(|| f(inner))
-    } else {
-        f(inner)
+impl Drop for Shared {
+    /// The last handle is gone without [`Node::shutdown`] (a crash, as far
+    /// as the data is concerned): the tasks are stopped and the data
+    /// directory is released at once, without a final flush.
+    fn drop(&mut self) {
+        self.tasks.abort();
+        let _ = self.engine.close(false);
     }
 }
 
@@ -127,80 +67,111 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an unusable setting; [`Error::Store`] when
-    /// RocksDB cannot open the directory (for example another process holds
-    /// it) or finds it corrupt; [`Error::Net`] when the network cannot
+    /// [`Error::InvalidConfig`] for a setting that cannot work;
+    /// [`Error::DataDir`] when the directory cannot be created or read;
+    /// [`Error::AlreadyOpen`] when another node holds it; [`Error::Store`]
+    /// when RocksDB finds it corrupt; [`Error::Net`] when the network cannot
     /// listen.
     pub async fn open(config: Config) -> Result<Self, Error> {
-        config.validate()?;
+        Self::open_with(config, None).await
+    }
+
+    /// [`open`](Self::open), with the store wrapped by `wrap` (tests inject
+    /// storage faults this way).
+    pub(crate) async fn open_with(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
         let cfg = config.clone();
-        let (db, node_id, sessions) = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&cfg.data_dir)
-                .map_err(|e| Error::Config(format!("data dir {}: {e}", cfg.data_dir.display())))?;
-            let db = Db::open(&cfg.data_dir, cfg.durability)?;
-            let node_id = db.node_id()?;
-            let sessions = db.count()?;
-            Ok::<_, Error>((db, node_id, sessions))
-        })
-        .await
-        .map_err(|e| Error::Config(format!("opening the store did not finish: {e}")))??;
-        let (shutdown, _) = watch::channel(false);
-        let inner = Arc::new_cyclic(|me| Inner {
-            db,
-            cache: Cache::new(config.cache_bytes),
-            node_id,
-            actor: ActorId::from(random_bytes::<16>()),
-            sessions: AtomicUsize::new(sessions),
-            closed: AtomicBool::new(false),
-            shutdown,
-            tasks: Mutex::new(Vec::new()),
-            net: OnceLock::new(),
-            repl: OnceLock::new(),
-            sync_states: Mutex::new(HashMap::new()),
-            outbox: super::outbox::Outbox::default(),
-            fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
-            runtime: tokio::runtime::Handle::current(),
-            me: me.clone(),
-            config,
+        let engine = match tokio::task::spawn_blocking(move || Engine::open(cfg, wrap)).await {
+            Ok(engine) => engine?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(Error::Shutdown),
+        };
+        let tasks = Tasks::new();
+        let sweeper = engine.clone();
+        tasks.every(config.sweep_interval(), move || {
+            let engine = sweeper.clone();
+            async move {
+                match blocking(true, || engine.sweep()) {
+                    Ok(r) if r.tombstoned + r.forgotten > 0 => {
+                        tracing::debug!(
+                            tombstoned = r.tombstoned,
+                            forgotten = r.forgotten,
+                            "sweep"
+                        );
+                    }
+                    Ok(_) | Err(Error::Shutdown) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
+                }
+            }
         });
-        let mut tasks = vec![super::sweeper::spawn(&inner)];
-        if let Some(net_cfg) = &inner.config.net {
-            let keypair = inner.db.keypair()?;
-            let weak: Weak<dyn Handler> = Arc::downgrade(&inner) as Weak<dyn Handler>;
-            let net = Network::start(keypair, net_cfg, weak).await?;
+        let replicator = OnceLock::new();
+        let mut network = None;
+        if let Some(net_cfg) = config.network() {
+            let dir = config.data_dir();
+            let keypair = net::load_or_create_identity(dir).map_err(|source| Error::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let inbound = Arc::new(Inbound::new(engine.clone()));
+            let started = Network::start(keypair, net_cfg, inbound.clone(), &tasks).await;
+            let (net, events) = match started {
+                Ok(started) => started,
+                Err(e) => {
+                    tasks.shutdown().await;
+                    engine.close(false)?;
+                    return Err(e.into());
+                }
+            };
             tracing::info!(peer_id = %net.local_peer_id(), "network up");
-            let transport: Arc<dyn Transport> = Arc::new(net.clone());
-            let _ = inner.repl.set(Repl {
-                transport,
-                config: net_cfg.clone(),
-            });
-            let _ = inner.net.set(net);
-            tasks.extend(replicate::spawn_periodic(&inner));
+            let repl = Replicator::start(inbound, Arc::new(net.clone()), net_cfg.clone(), &tasks);
+            repl.watch_peers(net.local_peer_id(), events);
+            let _ = replicator.set(repl);
+            network = Some(net);
         }
-        inner
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(tasks);
-        tracing::info!(node = %node_id, sessions, "node open");
-        Ok(Self { inner })
+        tracing::info!(node = %engine.node_id(), sessions = engine.session_count(), "node open");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                tasks,
+                network,
+                replicator,
+            }),
+        })
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    fn replicator(&self) -> Option<&Replicator> {
+        self.shared.replicator.get()
+    }
+
+    fn network(&self) -> Result<&Network, Error> {
+        self.shared.network.as_ref().ok_or(Error::NoNetwork)
+    }
+
+    /// Runs engine work from async code: marked as blocking under
+    /// `Durability::Fsync`, where every write waits for the device.
+    fn run<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        let fsync = self.engine().config().durability() == Durability::Fsync;
+        blocking(fsync, || f(self.engine()))
     }
 
     /// This node's stable id.
     #[must_use]
     pub fn node_id(&self) -> NodeId {
-        self.inner.node_id
+        self.engine().node_id()
     }
 
     /// This node's libp2p peer id, when it has a network.
     #[must_use]
     pub fn peer_id(&self) -> Option<PeerId> {
-        self.inner.net.get().map(Network::local_peer_id)
+        self.shared.network.as_ref().map(Network::local_peer_id)
     }
 
     /// The addresses the network listens on (empty without a network).
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        match self.inner.net.get() {
+        match &self.shared.network {
             Some(net) => net.listen_addrs().await,
             None => Vec::new(),
         }
@@ -208,8 +179,8 @@ impl Node {
 
     /// The peers this node is connected to.
     pub async fn peers(&self) -> Vec<PeerId> {
-        match self.inner.repl.get() {
-            Some(repl) => repl.transport.peers().await,
+        match self.replicator() {
+            Some(repl) => repl.peers().await,
             None => Vec::new(),
         }
     }
@@ -218,14 +189,10 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] without a network; [`Error::Net`] when it is shut down.
+    /// [`Error::NoNetwork`] without a network; [`Error::Net`] when it is shut
+    /// down.
     pub async fn add_peer(&self, addr: Multiaddr) -> Result<(), Error> {
-        let net = self
-            .inner
-            .net
-            .get()
-            .ok_or_else(|| Error::Config("no network configured".into()))?;
-        Ok(net.add_peer(addr).await?)
+        Ok(self.network()?.add_peer(addr).await?)
     }
 
     /// Blocks `peer` (its connections close and it cannot reconnect) or
@@ -233,14 +200,10 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] without a network; [`Error::Net`] when it is shut down.
+    /// [`Error::NoNetwork`] without a network; [`Error::Net`] when it is shut
+    /// down.
     pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), Error> {
-        let net = self
-            .inner
-            .net
-            .get()
-            .ok_or_else(|| Error::Config("no network configured".into()))?;
-        Ok(net.set_blocked(peer, blocked).await?)
+        Ok(self.network()?.set_blocked(peer, blocked).await?)
     }
 
     /// Replicates through `transport` with the settings of `config` (its
@@ -250,57 +213,61 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the node already replicates.
+    /// [`Error::AlreadyReplicating`] when the node already has a transport;
+    /// [`Error::InvalidConfig`] for a setting of `config` that cannot work.
     pub fn attach_transport(
         &self,
         transport: Arc<dyn Transport>,
-        config: crate::net::Config,
+        config: net::Config,
     ) -> Result<(), Error> {
-        self.inner
-            .repl
-            .set(Repl { transport, config })
-            .map_err(|_| Error::Config("the node already has a transport".into()))?;
-        if let Some(task) = replicate::spawn_periodic(&self.inner) {
-            self.inner
-                .tasks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(task);
+        config.validate()?;
+        if self.replicator().is_some() {
+            return Err(Error::AlreadyReplicating);
         }
-        Ok(())
+        let inbound = Arc::new(Inbound::new(self.engine().clone()));
+        let repl = Replicator::start(inbound, transport, config, &self.shared.tasks);
+        self.shared
+            .replicator
+            .set(repl)
+            .map_err(|_| Error::AlreadyReplicating)
     }
 
     /// Answers a peer's replication request: applies and persists what it
     /// carries, then replies. Blocks on storage; the libp2p network calls
     /// it on the blocking pool. A malformed request is refused, never
-    /// applied.
+    /// applied, and so is every request to a node that does not replicate
+    /// or is shut down.
     #[must_use]
     pub fn handle(&self, peer: PeerId, req: Request) -> Response {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Response::Refused {
-                reason: "shutting down".into(),
-            };
+        let refused = |reason: &str| Response::Refused {
+            reason: reason.into(),
+        };
+        if self.shared.tasks.stopping() {
+            return refused("shutting down");
         }
-        Handler::on_request(self.inner.as_ref(), peer, req)
+        match self.replicator() {
+            Some(repl) => repl.handle(peer, req),
+            None => refused("this node does not replicate"),
+        }
     }
 
     /// The configuration the node was opened with.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.engine().config()
     }
 
     /// Sessions stored on this node (live ones and dead ones the sweeper has
     /// not collected yet).
     #[must_use]
     pub fn session_count(&self) -> usize {
-        self.inner.sessions.load(Ordering::Relaxed)
+        self.engine().session_count()
     }
 
     /// Now, by the node's clock.
     #[must_use]
     pub fn now_ms(&self) -> Millis {
-        self.inner.config.clock.now_ms()
+        self.engine().now()
     }
 
     /// The live session `id`, or `None` when it is unknown, expired,
@@ -315,20 +282,20 @@ impl Node {
     /// be persisted; [`Error::Shutdown`].
     pub async fn load(&self, id: &SessionId) -> Result<Option<SessionView>, Error> {
         let key = id.doc_key();
-        let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
-        replicate::push(&self.inner, pushes, false).await?;
-        match found {
-            Loaded::Live(view) => Ok(Some(view)),
-            Loaded::Missing if self.inner.repl.get().is_some() => {
-                replicate::fetch(&self.inner, key).await;
-                let (found, pushes) = run_sync(&self.inner, |i| i.load(key))?;
-                replicate::push(&self.inner, pushes, false).await?;
+        let (found, pushes) = self.run(|e| e.load(key))?;
+        self.push(pushes, false).await?;
+        match (found, self.replicator()) {
+            (Loaded::Live(view), _) => Ok(Some(view)),
+            (Loaded::Missing, Some(repl)) => {
+                repl.fetch(key).await;
+                let (found, pushes) = self.run(|e| e.load(key))?;
+                self.push(pushes, false).await?;
                 Ok(match found {
                     Loaded::Live(view) => Some(view),
                     _ => None,
                 })
             }
-            Loaded::Gone | Loaded::Missing => Ok(None),
+            (Loaded::Gone | Loaded::Missing, _) => Ok(None),
         }
     }
 
@@ -342,8 +309,8 @@ impl Node {
     /// [`Error::Store`] if the commit could not be persisted (nothing was
     /// created); [`Error::NotReplicated`]; [`Error::Shutdown`].
     pub async fn create(&self, id: &SessionId, ops: &[Op]) -> Result<SessionView, Error> {
-        let (view, pushes) = run_sync(&self.inner, |i| i.create(id.doc_key(), ops, None))?;
-        self.replicate(pushes).await?;
+        let (view, pushes) = self.run(|e| e.create(id.doc_key(), ops))?;
+        self.push(pushes, true).await?;
         Ok(view)
     }
 
@@ -359,8 +326,8 @@ impl Node {
     /// be persisted (nothing applied); [`Error::NotReplicated`] (applied and
     /// persisted here, but not confirmed by enough peers); [`Error::Shutdown`].
     pub async fn commit(&self, id: &SessionId, ops: &[Op]) -> Result<Option<SessionView>, Error> {
-        let (view, pushes) = run_sync(&self.inner, |i| i.commit(id.doc_key(), ops))?;
-        self.replicate(pushes).await?;
+        let (view, pushes) = self.run(|e| e.commit(id.doc_key(), ops))?;
+        self.push(pushes, true).await?;
         Ok(view)
     }
 
@@ -377,14 +344,18 @@ impl Node {
         new: &SessionId,
         ops: &[Op],
     ) -> Result<Option<SessionView>, Error> {
-        let (view, pushes) =
-            run_sync(&self.inner, |i| i.rotate(old.doc_key(), new.doc_key(), ops))?;
-        self.replicate(pushes).await?;
+        let (view, pushes) = self.run(|e| e.rotate(old.doc_key(), new.doc_key(), ops))?;
+        self.push(pushes, true).await?;
         Ok(view)
     }
 
-    async fn replicate(&self, pushes: Pushes) -> Result<(), Error> {
-        replicate::push(&self.inner, pushes, true).await
+    /// Hands what a commit persisted to the replicator, if there is one;
+    /// `wait`: as the replication mode says (a write), or never (a touch).
+    async fn push(&self, pushes: Pushes, wait: bool) -> Result<(), Error> {
+        match self.replicator() {
+            Some(repl) => repl.push(pushes, wait).await,
+            None => Ok(()),
+        }
     }
 
     /// Turns sessions that died (expired, invalidated, rotated) into
@@ -395,41 +366,29 @@ impl Node {
     ///
     /// [`Error::Store`]; [`Error::Shutdown`].
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
-        run_sync(&self.inner, Inner::sweep)
+        self.run(Engine::sweep)
     }
 
     /// Compares digests with every connected peer now and syncs what
     /// differs (the background task does this every anti-entropy interval).
     pub async fn anti_entropy(&self) {
-        for peer in self.peers().await {
-            replicate::anti_entropy(Arc::clone(&self.inner), peer).await;
+        if let Some(repl) = self.replicator() {
+            repl.anti_entropy().await;
         }
     }
 
-    /// Stops the network and the background tasks, waits for them, and
-    /// flushes the WAL. Later calls on any clone return [`Error::Shutdown`].
+    /// Stops the network and every background task and waits until each has
+    /// ended, then flushes the WAL and releases the data directory (another
+    /// node may open it at once). Later calls on any clone return
+    /// [`Error::Shutdown`].
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the final WAL flush fails.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.inner.shutdown.send_replace(true);
-        if let Some(net) = self.inner.net.get() {
-            net.shutdown().await;
-        }
-        self.inner.closed.store(true, Ordering::SeqCst);
-        let tasks = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for t in tasks {
-            let _ = t.await;
-        }
-        self.inner.db.flush()?;
-        tracing::info!(node = %self.inner.node_id, "node shut down");
+        self.shared.tasks.shutdown().await;
+        self.engine().close(true)?;
+        tracing::info!(node = %self.node_id(), "node shut down");
         Ok(())
     }
 }

@@ -1,21 +1,14 @@
-//! The public handle: a [`Node`] owns the store (and, later, the
-//! replicator). A commit is "persist locally, then replicate".
+//! The public handle: a [`Node`] holds the [engine](crate::engine) (the
+//! sessions, synchronously), the [replicator](crate::replicator) when it
+//! has a transport, and the task owner every background task belongs to.
+//! A commit is "persist locally through the engine, then hand the change to
+//! the replicator".
 
-mod config;
-mod defer;
 mod handle;
-mod inner;
-mod outbox;
-mod replica;
-mod replicate;
-mod sweeper;
-mod view;
 
 #[cfg(test)]
-mod replica_tests;
+mod shutdown_tests;
 #[cfg(test)]
 mod tests;
 
-pub use config::Config;
 pub use handle::Node;
-pub use view::{SessionView, SweepReport};

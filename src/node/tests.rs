@@ -4,18 +4,18 @@ use std::time::Duration;
 
 use super::*;
 use crate::doc::{ExpiryMode, Op};
-use crate::{Clock, Config, Error, ManualClock, SessionId};
+use crate::{Clock, Config, Error, ManualClock, SessionId, SessionView};
 
 const MIN: Duration = Duration::from_secs(60);
 
-pub(super) fn insert(key: &str, json: &str) -> Op {
+fn insert(key: &str, json: &str) -> Op {
     Op::Insert {
         key: key.into(),
         json: json.into(),
     }
 }
 
-pub(super) async fn open(dir: &std::path::Path, clock: &ManualClock) -> Node {
+async fn open(dir: &std::path::Path, clock: &ManualClock) -> Node {
     let config = Config::new(dir)
         .with_clock(clock.clone())
         .with_max_idle(30 * MIN)
@@ -248,12 +248,76 @@ async fn set_expiry_is_stored() {
 }
 
 #[tokio::test]
-async fn a_second_process_cannot_open_the_same_directory() {
+async fn a_second_node_cannot_open_the_same_directory_until_the_first_shuts_down() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(Config::new(dir.path())).await.unwrap();
+    let second = Node::open(Config::new(dir.path())).await;
+    assert!(
+        matches!(&second, Err(Error::AlreadyOpen { path }) if path == dir.path()),
+        "{second:?}"
+    );
+    node.shutdown().await.unwrap();
+    // Released at shutdown, though `node` (a handle) is still alive.
+    let again = Node::open(Config::new(dir.path())).await.unwrap();
+    again.shutdown().await.unwrap();
+    drop(node);
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = Duration::ZERO;
+    let net = || crate::net::Config::new([1; 32]);
+    let cases = [
+        (
+            Config::new(dir.path()).with_compact_every(0),
+            "compact_every",
+        ),
+        (
+            Config::new(dir.path()).with_sweep_interval(zero),
+            "sweep_interval",
+        ),
+        (
+            Config::new(dir.path()).with_network(net().with_anti_entropy_interval(zero)),
+            "anti_entropy_interval",
+        ),
+        (
+            Config::new(dir.path()).with_network(net().with_request_timeout(zero)),
+            "request_timeout",
+        ),
+        (
+            Config::new(dir.path())
+                .with_network(net().with_replication(crate::net::Replication::Sync { acks: 0 })),
+            "replication",
+        ),
+    ];
+    for (config, setting) in cases {
+        match Node::open(config).await {
+            Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, setting),
+            other => panic!("{setting}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_data_directory_is_a_data_dir_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let result = Node::open(Config::new(file.join("data"))).await;
+    assert!(matches!(result, Err(Error::DataDir { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn network_calls_on_a_node_without_a_network_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(Config::new(dir.path())).await.unwrap();
+    let addr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+    assert!(matches!(node.add_peer(addr).await, Err(Error::NoNetwork)));
+    let peer = crate::net::PeerId::random();
     assert!(matches!(
-        Node::open(Config::new(dir.path())).await,
-        Err(Error::Store(_))
+        node.set_blocked(peer, true).await,
+        Err(Error::NoNetwork)
     ));
     node.shutdown().await.unwrap();
 }
@@ -326,74 +390,5 @@ async fn an_increment_past_the_counter_range_is_refused_and_nothing_applied() {
     let view = node.load(&id).await.unwrap().unwrap();
     assert_eq!(view.attributes.len(), 1);
     assert_eq!(view.attributes["n"], 5);
-    node.shutdown().await.unwrap();
-}
-
-#[tokio::test]
-async fn reads_of_evicted_sessions_come_from_their_kept_summary_and_stay_current() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_000_000);
-    // Room for a handful of loaded documents (~24 KiB each), and a quarter
-    // of that again for the summaries of evicted ones.
-    let config = Config::new(dir.path())
-        .with_clock(clock.clone())
-        .with_max_idle(30 * MIN)
-        .with_cache_bytes(200 << 10);
-    let node = Node::open(config).await.unwrap();
-    let ids: Vec<SessionId> = (0..40).map(|_| SessionId::random()).collect();
-    for (i, id) in ids.iter().enumerate() {
-        node.create(id, &[insert("i", &i.to_string())])
-            .await
-            .unwrap();
-    }
-    let kept = |id: &SessionId| {
-        node.inner
-            .cache
-            .with_kept(id.doc_key(), |s| s.attributes.get("i").cloned())
-            .flatten()
-    };
-    let first = &ids[0];
-    assert_eq!(
-        kept(first),
-        Some(0.into()),
-        "an evicted document left its summary"
-    );
-    let view = node.load(first).await.unwrap().unwrap();
-    assert_eq!(view.attributes["i"], 0);
-    assert_eq!(
-        kept(first),
-        Some(0.into()),
-        "the read did not load the document"
-    );
-
-    // A write loads the document (the kept summary goes); once evicted
-    // again, reads see the write.
-    node.commit(first, &[insert("i", "100")])
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(kept(first), None);
-    for id in &ids[1..] {
-        node.commit(id, &[insert("j", "1")]).await.unwrap().unwrap();
-    }
-    assert_eq!(kept(first), Some(100.into()));
-    assert_eq!(
-        node.load(first).await.unwrap().unwrap().attributes["i"],
-        100
-    );
-
-    // A read due to record an access goes through the document.
-    clock.advance(2 * MIN);
-    assert_eq!(
-        node.load(first).await.unwrap().unwrap().attributes["i"],
-        100
-    );
-    assert_eq!(kept(first), None);
-
-    // An expired session reads as gone from its kept summary too.
-    let second = &ids[1];
-    assert!(kept(second).is_some());
-    clock.advance(31 * MIN);
-    assert!(node.load(second).await.unwrap().is_none());
     node.shutdown().await.unwrap();
 }

@@ -5,6 +5,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
+use super::storage::{Due, DueKind, Storage, Stored};
 use super::{Durability, Error, Record};
 use crate::clock::Millis;
 use crate::id::{DocKey, NodeId, ID_LEN};
@@ -19,38 +20,6 @@ const NODE_ID: &[u8] = b"node_id";
 const MEMTABLE_BUDGET: usize = 32 << 20;
 /// One column family's memtable.
 const MEMTABLE_PER_FAMILY: usize = 8 << 20;
-
-/// What an expiry-index entry asks the sweeper to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DueKind {
-    /// Check the session; tombstone it if it is dead.
-    Expire,
-    /// The tombstone has outlived the GC horizon; forget it.
-    Forget,
-}
-
-/// One expiry-index entry that has come due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Due {
-    pub(crate) at: Millis,
-    pub(crate) kind: DueKind,
-    pub(crate) key: DocKey,
-}
-
-/// A stored document: its bytes (`snap ‖ chunks`) and its record.
-#[derive(Debug)]
-pub(crate) enum Stored {
-    Missing,
-    /// `ended`: invalidated or rotated (dead everywhere), not merely expired
-    /// here (which a peer that saw later accesses may disagree with).
-    Tombstone {
-        ended: bool,
-    },
-    Doc {
-        bytes: Vec<u8>,
-        record: Record,
-    },
-}
 
 /// The RocksDB database and the layout of the module docs.
 pub(crate) struct Db {
@@ -112,7 +81,27 @@ impl Db {
         Ok(id)
     }
 
-    pub(crate) fn load(&self, key: DocKey) -> Result<Stored, Error> {
+    fn move_deadline(
+        &self,
+        wb: &mut WriteBatch,
+        key: DocKey,
+        old: Option<Millis>,
+        new: Millis,
+    ) -> Result<(), Error> {
+        let exp = self.cf(EXP)?;
+        if let Some(old) = old {
+            if old == new {
+                return Ok(());
+            }
+            wb.delete_cf(exp, exp_key(old, DueKind::Expire, key));
+        }
+        wb.put_cf(exp, exp_key(new, DueKind::Expire, key), []);
+        Ok(())
+    }
+}
+
+impl Storage for Db {
+    fn load(&self, key: DocKey) -> Result<Stored, Error> {
         let Some(meta) = self.db.get_cf(self.cf(META)?, key.as_bytes())? else {
             if let Some(t) = self.db.get_cf(self.cf(TOMB)?, key.as_bytes())? {
                 return Ok(Stored::Tombstone {
@@ -150,7 +139,7 @@ impl Db {
     }
 
     /// Appends one change chunk and moves the expiry index, atomically.
-    pub(crate) fn append(
+    fn append(
         &self,
         key: DocKey,
         chunk: &[u8],
@@ -175,20 +164,30 @@ impl Db {
         Ok(record)
     }
 
-    /// Replaces snapshot and chunks with one new snapshot, atomically.
-    pub(crate) fn compact(
+    /// Replaces whatever is stored for `key` (snapshot and chunks) with the
+    /// whole document `doc`, and moves the expiry index, atomically: the
+    /// write that folds the log is the write of the change that filled it.
+    fn snapshot(
         &self,
         key: DocKey,
-        snapshot: &[u8],
-        old: Record,
+        doc: &[u8],
+        old: Option<Record>,
+        deadline: Millis,
+        heads: u64,
     ) -> Result<Record, Error> {
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(SNAP)?, key.as_bytes(), snapshot);
-        wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, old.next_seq));
+        wb.put_cf(self.cf(SNAP)?, key.as_bytes(), doc);
+        let old_seq = old.map_or(0, |r| r.next_seq);
+        if old_seq > 0 {
+            wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, old_seq));
+        }
+        self.move_deadline(&mut wb, key, old.map(|r| r.deadline), deadline)?;
         let record = Record {
+            deadline,
+            next_seq: old_seq,
             log_count: 0,
-            bytes: snapshot.len() as u64,
-            ..old
+            bytes: doc.len() as u64,
+            heads,
         };
         wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
         self.db.write_opt(wb, &self.write_opts)?;
@@ -196,12 +195,7 @@ impl Db {
     }
 
     /// Moves a live document's place in the expiry index.
-    pub(crate) fn reschedule(
-        &self,
-        key: DocKey,
-        old: Record,
-        deadline: Millis,
-    ) -> Result<Record, Error> {
+    fn reschedule(&self, key: DocKey, old: Record, deadline: Millis) -> Result<Record, Error> {
         let mut wb = WriteBatch::default();
         self.move_deadline(&mut wb, key, Some(old.deadline), deadline)?;
         let record = Record { deadline, ..old };
@@ -211,7 +205,7 @@ impl Db {
     }
 
     /// Deletes a dead document and leaves a tombstone until `forget_at`.
-    pub(crate) fn tombstone(
+    fn tombstone(
         &self,
         key: DocKey,
         old: Option<Record>,
@@ -236,7 +230,7 @@ impl Db {
     }
 
     /// Drops a tombstone whose GC horizon has passed.
-    pub(crate) fn forget(&self, due: Due) -> Result<(), Error> {
+    fn forget(&self, due: Due) -> Result<(), Error> {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(TOMB)?, due.key.as_bytes());
         wb.delete_cf(self.cf(EXP)?, exp_key(due.at, due.kind, due.key));
@@ -245,7 +239,7 @@ impl Db {
     }
 
     /// Removes an index entry that no longer matches its document.
-    pub(crate) fn drop_due(&self, due: Due) -> Result<(), Error> {
+    fn drop_due(&self, due: Due) -> Result<(), Error> {
         self.db.delete_cf_opt(
             self.cf(EXP)?,
             exp_key(due.at, due.kind, due.key),
@@ -255,7 +249,7 @@ impl Db {
     }
 
     /// Up to `limit` index entries due at or before `now`, oldest first.
-    pub(crate) fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, Error> {
+    fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, Error> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(EXP)?, IteratorMode::Start) {
             let (k, _) = item?;
@@ -270,7 +264,7 @@ impl Db {
 
     /// Documents with keys in `[from, to)` (`to = None`: to the end) whose
     /// deadline has not passed, with their heads hash; at most `limit`.
-    pub(crate) fn digest(
+    fn digest(
         &self,
         from: &[u8],
         to: Option<&[u8]>,
@@ -295,26 +289,8 @@ impl Db {
         Ok(out)
     }
 
-    /// This node's libp2p identity (ed25519), created on first use, so the
-    /// peer id survives restarts.
-    pub(crate) fn keypair(&self) -> Result<libp2p::identity::Keypair, Error> {
-        const KEY: &[u8] = b"p2p_keypair";
-        if let Some(bytes) = self.db.get(KEY)? {
-            return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
-                .map_err(|e| Error::Corrupt(format!("p2p keypair: {e}")));
-        }
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let bytes = key
-            .to_protobuf_encoding()
-            .map_err(|e| Error::Corrupt(format!("p2p keypair: {e}")))?;
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.put_opt(KEY, bytes, &wo)?;
-        Ok(key)
-    }
-
     /// Number of stored (not tombstoned) documents; walks the `meta` family.
-    pub(crate) fn count(&self) -> Result<usize, Error> {
+    fn count(&self) -> Result<usize, Error> {
         let mut n = 0;
         for item in self.db.iterator_cf(self.cf(META)?, IteratorMode::Start) {
             item?;
@@ -324,26 +300,8 @@ impl Db {
     }
 
     /// Flushes the WAL to disk (clean shutdown).
-    pub(crate) fn flush(&self) -> Result<(), Error> {
+    fn flush(&self) -> Result<(), Error> {
         self.db.flush_wal(true)?;
-        Ok(())
-    }
-
-    fn move_deadline(
-        &self,
-        wb: &mut WriteBatch,
-        key: DocKey,
-        old: Option<Millis>,
-        new: Millis,
-    ) -> Result<(), Error> {
-        let exp = self.cf(EXP)?;
-        if let Some(old) = old {
-            if old == new {
-                return Ok(());
-            }
-            wb.delete_cf(exp, exp_key(old, DueKind::Expire, key));
-        }
-        wb.put_cf(exp, exp_key(new, DueKind::Expire, key), []);
         Ok(())
     }
 }
@@ -382,69 +340,5 @@ fn parse_exp_key(k: &[u8]) -> Result<Due, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::SessionId;
-
-    #[test]
-    fn append_compact_tombstone_forget() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path(), Durability::Process).unwrap();
-        let key = SessionId::random().doc_key();
-        assert!(matches!(db.load(key).unwrap(), Stored::Missing));
-        let r1 = db.append(key, b"one", None, 100, 1).unwrap();
-        let r2 = db.append(key, b"two", Some(r1), 200, 2).unwrap();
-        assert_eq!(r2.next_seq, 2);
-        match db.load(key).unwrap() {
-            Stored::Doc { bytes, record } => {
-                assert_eq!(bytes, b"onetwo");
-                assert_eq!(record, r2);
-            }
-            other => panic!("{other:?}"),
-        }
-        // The index holds only the newest deadline.
-        assert_eq!(db.due(1_000, 10).unwrap().len(), 1);
-        let r3 = db.compact(key, b"SNAP", r2).unwrap();
-        let r4 = db.append(key, b"three", Some(r3), 300, 3).unwrap();
-        match db.load(key).unwrap() {
-            Stored::Doc { bytes, .. } => assert_eq!(bytes, b"SNAPthree"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(db.count().unwrap(), 1);
-        db.tombstone(key, Some(r4), 400, 5_000, true).unwrap();
-        assert!(matches!(
-            db.load(key).unwrap(),
-            Stored::Tombstone { ended: true }
-        ));
-        assert_eq!(db.count().unwrap(), 0);
-        let due = db.due(10_000, 10).unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].kind, DueKind::Forget);
-        db.forget(due[0]).unwrap();
-        assert!(matches!(db.load(key).unwrap(), Stored::Missing));
-        assert!(db.due(u64::MAX, 10).unwrap().is_empty());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn index_keys_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..40)) {
-            if let Ok(due) = parse_exp_key(&bytes) {
-                proptest::prop_assert_eq!(&exp_key(due.at, due.kind, due.key)[..], &bytes[..]);
-            }
-        }
-    }
-
-    #[test]
-    fn node_id_is_stable_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = Db::open(dir.path(), Durability::Fsync)
-            .unwrap()
-            .node_id()
-            .unwrap();
-        let again = Db::open(dir.path(), Durability::Fsync)
-            .unwrap()
-            .node_id()
-            .unwrap();
-        assert_eq!(first, again);
-    }
-}
+#[path = "db_tests.rs"]
+mod tests;

@@ -12,6 +12,11 @@ pub enum Error {
     /// damaged or written by something else.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A write failed on purpose: a fault aimed by a test through
+    /// `testing::StorageFaults` (only with the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    #[error("injected storage fault: {0}")]
+    Injected(String),
     /// A stored document does not decode.
     #[error("stored document does not decode: {0}")]
     Document(#[from] crate::doc::Error),

@@ -14,10 +14,17 @@
 //!
 //! A document is `snap ‖ log chunks in seq order`, which automerge loads as
 //! one byte string. A commit appends one chunk and moves the expiry index in
-//! one `WriteBatch` through the WAL, before the response goes out. Every
-//! `compact_every` chunks the document is folded into a new snapshot and
-//! the folded chunks are deleted, in one batch, so a crash leaves either the
-//! old pair or the new one.
+//! one `WriteBatch` through the WAL, before the response goes out. The
+//! commit that would make the log `compact_every` chunks long writes the
+//! whole document as the new snapshot instead and deletes the folded
+//! chunks, in the same kind of batch, so a crash leaves either the old pair
+//! or the new one, and a failed compaction is a failed commit.
+//!
+//! The engine reaches the disk only through the crate-private `Storage`
+//! trait (`store/storage.rs`), which RocksDB implements and tests wrap to fail
+//! chosen writes or lose everything after a crash point. A data directory
+//! is held by one process at a time (an advisory lock on
+//! `LOCK.sessionmesh`).
 //!
 //! Dead sessions (expired, invalidated, rotated) become tombstones: the
 //! document goes, a `tomb` entry stays until the GC horizon has passed, so
@@ -26,12 +33,22 @@
 mod cache;
 mod db;
 mod error;
+#[cfg(any(test, feature = "testing"))]
+mod faults;
+mod lock;
 mod record;
+mod storage;
 
 pub(crate) use cache::{Cache, Deferred, SlotState};
-pub(crate) use db::{Db, Due, DueKind, Stored};
+pub(crate) use db::Db;
 pub use error::Error;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use faults::Faulty;
+#[cfg(any(test, feature = "testing"))]
+pub use faults::{StorageFaults, WriteKind};
+pub(crate) use lock::DirLock;
 pub(crate) use record::Record;
+pub(crate) use storage::{Due, DueKind, Storage, Stored};
 
 /// How far an acknowledged write must have got before the caller hears of it.
 ///

@@ -125,9 +125,9 @@ impl Session {
 
     pub(super) fn expiry_op(&self, expiry: Expiry, st: &State) -> Op {
         let node = &self.inner.node;
-        let idle_default = u64::try_from(node.config().max_idle.as_millis()).unwrap_or(u64::MAX);
+        let idle_default = u64::try_from(node.config().max_idle().as_millis()).unwrap_or(u64::MAX);
         let absolute_now = st.expiry.map(|(_, _, a)| a).unwrap_or_else(|| {
-            match u64::try_from(node.config().absolute_timeout.as_millis()).unwrap_or(u64::MAX) {
+            match u64::try_from(node.config().absolute_timeout().as_millis()).unwrap_or(u64::MAX) {
                 0 => 0,
                 t => node.now_ms().saturating_add(t),
             }

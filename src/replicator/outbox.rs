@@ -12,10 +12,10 @@ use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 use tokio::sync::oneshot;
 
-use super::handle::Inner;
-use super::replicate::sync_with;
+use super::exchange::Exchange;
 use crate::id::DocKey;
-use crate::net::{Pushed, Request, Response, Transport};
+use crate::net::{Pushed, Request, Response};
+use crate::tasks::Tasks;
 
 /// Chunks queued per peer at most; past this a chunk nobody waits for is
 /// left to anti-entropy, and one somebody waits for is reported unacked.
@@ -59,13 +59,13 @@ impl Outbox {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `chunks` for `peer` and starts its sender if it is idle. With
-    /// `wait`, returns one receiver per chunk that says whether the peer
-    /// persisted it.
+    /// Queues `chunks` for `peer` and starts its sender (a task of `tasks`)
+    /// if it is idle. With `wait`, returns one receiver per chunk that says
+    /// whether the peer persisted it.
     pub(crate) fn send(
-        &self,
-        inner: &Arc<Inner>,
-        net: &Arc<dyn Transport>,
+        self: &Arc<Self>,
+        exchange: &Arc<Exchange>,
+        tasks: &Tasks,
         peer: PeerId,
         chunks: &[(DocKey, Vec<u8>)],
         wait: bool,
@@ -96,7 +96,7 @@ impl Outbox {
             !std::mem::replace(&mut queue.sending, true)
         };
         if start {
-            tokio::spawn(drain(Arc::clone(inner), Arc::clone(net), peer));
+            tasks.spawn(drain(Arc::clone(self), Arc::clone(exchange), peer));
         }
         receivers
     }
@@ -125,9 +125,11 @@ impl Outbox {
     }
 }
 
-/// Sends `peer`'s queue, one push at a time, until it is empty.
-async fn drain(inner: Arc<Inner>, net: Arc<dyn Transport>, peer: PeerId) {
-    while let Some(batch) = inner.outbox.next_batch(peer) {
+/// Sends `peer`'s queue, one push at a time, until it is empty. Should the
+/// node stop meanwhile, the waiters of the batch in flight hear "not
+/// persisted" (their senders are dropped).
+async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
+    while let Some(batch) = outbox.next_batch(peer) {
         let req = Request::Push {
             items: batch
                 .iter()
@@ -137,7 +139,7 @@ async fn drain(inner: Arc<Inner>, net: Arc<dyn Transport>, peer: PeerId) {
                 })
                 .collect(),
         };
-        let acks = match net.request(peer, req).await {
+        let acks = match exchange.transport.request(peer, req).await {
             Ok(Response::Acks { acks }) if acks.len() == batch.len() => acks,
             Ok(other) => {
                 tracing::debug!(%peer, ?other, "push not answered with acks");
@@ -152,9 +154,7 @@ async fn drain(inner: Arc<Inner>, net: Arc<dyn Transport>, peer: PeerId) {
             let Some(done) = item.done else { continue };
             let ok = match acks.get(n) {
                 Some(ack) if ack.applied => true,
-                Some(ack) if ack.missing_deps => {
-                    sync_with(&inner, &net, peer, item.key).await.is_ok()
-                }
+                Some(ack) if ack.missing_deps => exchange.sync_doc(peer, item.key).await.is_ok(),
                 _ => false,
             };
             let _ = done.send(ok);

@@ -23,19 +23,19 @@ use crate::store::Durability;
 /// ```
 #[derive(Clone)]
 pub struct Config {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) durability: Durability,
-    pub(crate) max_session_bytes: usize,
-    pub(crate) cache_bytes: usize,
-    pub(crate) compact_every: u32,
-    pub(crate) max_idle: Duration,
-    pub(crate) absolute_timeout: Duration,
-    pub(crate) touch_interval: Duration,
-    pub(crate) sweep_interval: Duration,
-    pub(crate) gc_horizon: Duration,
-    pub(crate) tombstone_grace: Duration,
-    pub(crate) net: Option<crate::net::Config>,
-    pub(crate) clock: Arc<dyn Clock>,
+    data_dir: PathBuf,
+    durability: Durability,
+    max_session_bytes: usize,
+    cache_bytes: usize,
+    compact_every: u32,
+    max_idle: Duration,
+    absolute_timeout: Duration,
+    touch_interval: Duration,
+    sweep_interval: Duration,
+    gc_horizon: Duration,
+    tombstone_grace: Duration,
+    net: Option<crate::net::Config>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Config {
@@ -184,18 +184,84 @@ impl Config {
         self.max_session_bytes
     }
 
+    /// The estimated memory for loaded documents, in bytes.
+    #[must_use]
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes
+    }
+
+    /// Commits of a session between two snapshots of its document.
+    #[must_use]
+    pub fn compact_every(&self) -> u32 {
+        self.compact_every
+    }
+
+    /// The idle timeout of new sessions (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn max_idle(&self) -> Duration {
+        self.max_idle
+    }
+
+    /// The absolute lifetime of new sessions (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn absolute_timeout(&self) -> Duration {
+        self.absolute_timeout
+    }
+
+    /// How stale this node's last-access register may get.
+    #[must_use]
+    pub fn touch_interval(&self) -> Duration {
+        self.touch_interval
+    }
+
+    /// How often the sweeper runs.
+    #[must_use]
+    pub fn sweep_interval(&self) -> Duration {
+        self.sweep_interval
+    }
+
+    /// How long a tombstone is kept.
+    #[must_use]
+    pub fn gc_horizon(&self) -> Duration {
+        self.gc_horizon
+    }
+
+    /// How long a dead session is kept before it becomes a tombstone.
+    #[must_use]
+    pub fn tombstone_grace(&self) -> Duration {
+        self.tombstone_grace
+    }
+
+    /// The network settings, when the node replicates over libp2p.
+    #[must_use]
+    pub fn network(&self) -> Option<&crate::net::Config> {
+        self.net.as_ref()
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Refuses settings that cannot work, naming the setting and why.
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
-        let bad = |what: &str| Err(crate::Error::Config(what.to_owned()));
+        let bad = |field: &'static str, why: &'static str| {
+            Err(crate::Error::InvalidConfig { field, why })
+        };
         if self.compact_every == 0 {
-            return bad("compact_every must be at least 1");
+            return bad("compact_every", "must be at least 1");
         }
         if self.sweep_interval.is_zero() {
-            return bad("sweep_interval must be positive");
+            return bad("sweep_interval", "must be positive");
         }
         if self.max_session_bytes == 0 {
-            return bad("max_session_bytes must be positive");
+            return bad("max_session_bytes", "must be positive");
         }
-        Ok(())
+        match &self.net {
+            Some(net) => net.validate(),
+            None => Ok(()),
+        }
     }
 }
 

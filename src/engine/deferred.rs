@@ -1,0 +1,128 @@
+//! Deferred application of pushed changes on a replica (see
+//! [`Deferred`](crate::store::Deferred)): a push that follows the
+//! document's heads is persisted and acked at once and applied in a batch
+//! later, because automerge's cost of applying grows with the document's
+//! history per batch, not per change.
+
+use super::shared::Shared;
+use crate::doc::{change_header, hash_heads, written_keys};
+use crate::id::DocKey;
+use crate::store::SlotState;
+use crate::Error;
+
+/// Pushed changes a replica holds back at most before applying them.
+const DEFER_MAX: usize = 32;
+
+/// Applies the deferred changes of the document in `state`, refreshes its
+/// summary and moves it in the expiry index if its deadline moved. The
+/// changes are on disk already; if they do not apply, the slot is reset and
+/// the error returned (the next access reads the disk again).
+pub(crate) fn settle(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
+    let result = apply_deferred(shared, key, state);
+    if let Err(e) = &result {
+        tracing::error!(session = %key.short(), error = %e, "deferred changes did not apply");
+        *state = SlotState::Unloaded;
+    }
+    result
+}
+
+fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
+    let SlotState::Doc {
+        doc,
+        summary,
+        deferred,
+        ..
+    } = state
+    else {
+        return Ok(());
+    };
+    if deferred.chunks.is_empty() {
+        return Ok(());
+    }
+    let chunks = std::mem::take(&mut deferred.chunks);
+    let mut expected = std::mem::take(&mut deferred.heads);
+    expected.sort();
+    doc.apply_change_chunks(&chunks)?;
+    let mut heads = doc.heads();
+    heads.sort();
+    if heads != expected {
+        // More than the deferred changes applied (none should): persist the
+        // rest and read the summary in full.
+        shared.persist(key, state, &expected, shared.now(), None)?;
+        return Ok(());
+    }
+    let written: Option<Vec<String>> = chunks
+        .iter()
+        .map(|c| written_keys(c))
+        .collect::<Option<Vec<_>>>()
+        .map(|keys| keys.concat());
+    summary.update(doc, written.as_deref())?;
+    let SlotState::Doc {
+        record: Some(rec),
+        summary,
+        ..
+    } = state
+    else {
+        return Ok(());
+    };
+    let at = shared.index_time(summary, shared.now());
+    if at != rec.deadline {
+        *rec = shared.store()?.reschedule(key, *rec, at)?;
+    }
+    Ok(())
+}
+
+/// Persists a pushed change without applying it, when it follows the
+/// document's (deferred) heads directly and neither the batch nor the
+/// change log is full. Returns `false` (nothing done) when the change
+/// cannot be deferred: the caller applies it at once, together with the
+/// batch, and that write compacts the log when it is due.
+pub(crate) fn defer(
+    shared: &Shared,
+    key: DocKey,
+    state: &mut SlotState,
+    chunk: &[u8],
+) -> Result<bool, Error> {
+    let SlotState::Doc {
+        doc,
+        record: Some(rec),
+        summary,
+        deferred,
+    } = state
+    else {
+        return Ok(false);
+    };
+    if deferred.chunks.len() + 1 >= DEFER_MAX
+        || rec.log_count + 1 >= shared.config().compact_every()
+    {
+        return Ok(false);
+    }
+    let Some((hash, deps)) = change_header(chunk) else {
+        return Ok(false);
+    };
+    let mut heads = if deferred.chunks.is_empty() {
+        doc.heads()
+    } else {
+        deferred.heads.clone()
+    };
+    // A first change (no dependencies) or one whose dependencies are not all
+    // current heads may be known already or need others; and with changes
+    // queued for missing dependencies, this one may release them: apply it
+    // at once.
+    if deps.is_empty()
+        || heads.contains(&hash)
+        || !deps.iter().all(|d| heads.contains(d))
+        || doc.has_missing_deps()
+    {
+        return Ok(false);
+    }
+    heads.retain(|h| !deps.contains(h));
+    heads.push(hash);
+    let at = shared.index_time(summary, shared.now());
+    *rec = shared
+        .store()?
+        .append(key, chunk, Some(*rec), at, hash_heads(&heads))?;
+    deferred.chunks.push(chunk.to_vec());
+    deferred.heads = heads;
+    Ok(true)
+}

@@ -1,0 +1,135 @@
+//! [`Engine`]: the handle the async layers hold.
+
+use std::sync::Arc;
+
+use automerge::sync;
+
+use super::replica::{Applied, Step};
+use super::requests::Loaded;
+use super::shared::{Pushes, Shared, Wrap};
+use super::view::{SessionView, SweepReport};
+use super::{replica, requests, sweep};
+use crate::clock::Millis;
+use crate::doc::Op;
+use crate::id::{DocKey, NodeId};
+use crate::{Config, Error};
+
+/// A node's sessions, synchronously: every method runs to its end on the
+/// calling thread (storage included) and returns what must be replicated
+/// instead of sending it. Cheap to clone; every clone is the same engine.
+#[derive(Debug, Clone)]
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// Opens the data directory (see [`Shared::open`]).
+    pub(crate) fn open(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
+        Ok(Self {
+            shared: Arc::new(Shared::open(config, wrap)?),
+        })
+    }
+
+    /// Closes the store once the calls in flight are done (flushing it
+    /// first when asked) and releases the data directory; every later call
+    /// answers [`Error::Shutdown`].
+    pub(crate) fn close(&self, flush: bool) -> Result<(), Error> {
+        self.shared.close(flush)
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        self.shared.store().map(drop)
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        self.shared.config()
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.shared.node_id()
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.shared.session_count()
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.shared.now()
+    }
+
+    /// The session `key` as a request sees it; advances this node's
+    /// last-access register when it is due.
+    pub(crate) fn load(&self, key: DocKey) -> Result<(Loaded, Pushes), Error> {
+        self.check_open()?;
+        requests::load(&self.shared, key)
+    }
+
+    /// Creates session `key` and applies `ops`.
+    pub(crate) fn create(&self, key: DocKey, ops: &[Op]) -> Result<(SessionView, Pushes), Error> {
+        self.check_open()?;
+        requests::create(&self.shared, key, ops, None)
+    }
+
+    /// Applies `ops` to the live session `key`.
+    pub(crate) fn commit(
+        &self,
+        key: DocKey,
+        ops: &[Op],
+    ) -> Result<(Option<SessionView>, Pushes), Error> {
+        self.check_open()?;
+        requests::commit(&self.shared, key, ops)
+    }
+
+    /// Moves the live session `old` to `new`, applies `ops`, ends `old`.
+    pub(crate) fn rotate(
+        &self,
+        old: DocKey,
+        new: DocKey,
+        ops: &[Op],
+    ) -> Result<(Option<SessionView>, Pushes), Error> {
+        self.check_open()?;
+        requests::rotate(&self.shared, old, new, ops)
+    }
+
+    /// A peer's change chunk, persisted before this returns.
+    pub(crate) fn apply_push(&self, key: DocKey, chunk: &[u8]) -> Applied {
+        replica::apply_push(&self.shared, key, chunk)
+    }
+
+    /// One step of automerge's sync protocol for `key` with the peer whose
+    /// state is `state`.
+    pub(crate) fn sync_step(
+        &self,
+        key: DocKey,
+        state: &mut sync::State,
+        msg: Option<&[u8]>,
+    ) -> Result<Step, Error> {
+        replica::sync_step(&self.shared, key, state, msg)
+    }
+
+    /// Ends `key` here because a peer holds it as ended for good.
+    pub(crate) fn end(&self, key: DocKey) -> Result<Pushes, Error> {
+        replica::end(&self.shared, key)
+    }
+
+    /// Up to `limit` documents in `[from, to)` with their heads hash.
+    pub(crate) fn digest(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(DocKey, u64)>, Error> {
+        replica::digest(&self.shared, from, to, limit)
+    }
+
+    /// Tombstones dead sessions and forgets old tombstones.
+    pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {
+        sweep::sweep(&self.shared)
+    }
+
+    /// The summary the cache kept for `key`'s evicted document, if any.
+    #[cfg(test)]
+    pub(crate) fn kept_summary(&self, key: DocKey) -> Option<crate::doc::Summary> {
+        self.shared.cache().with_kept(key, Clone::clone)
+    }
+}

@@ -1,0 +1,169 @@
+//! What arrives from peers, applied under each document's lock and
+//! persisted before anything is answered: a pushed change, one step of
+//! automerge's sync protocol, a digest page, the end of a session.
+
+use automerge::sync;
+
+use super::deferred::defer;
+use super::requests::commit;
+use super::shared::{Pushes, Shared};
+use super::slots::{with_slot, with_slot_deferred};
+use crate::clock::Millis;
+use crate::doc::{Op, SessionDoc, Status};
+use crate::id::DocKey;
+use crate::store::{Deferred, SlotState};
+use crate::Error;
+
+/// What became of a pushed change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Persisted here (applied now or deferred).
+    Yes,
+    /// Persisted is not enough: it waits for changes this node lacks.
+    MissingDeps,
+    /// Refused: malformed, for a tombstoned session, or not persisted.
+    No,
+}
+
+/// One step of a sync exchange from this node's side.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send this message.
+    Send(Vec<u8>),
+    /// Nothing to say.
+    Quiet,
+    /// The session is a tombstone here; `ended`: invalidated or rotated.
+    Gone { ended: bool },
+}
+
+/// Runs `f` on the document for `key`, creating an empty replica when this
+/// node has none, and persists whatever `f` added. Returns `Err(ended)` for
+/// a tombstone. `f` returns, besides its answer, the chunk of the one change
+/// it applied when it knows the document moved by exactly that change.
+fn absorb<R>(
+    shared: &Shared,
+    key: DocKey,
+    f: impl FnOnce(&mut SessionDoc) -> Result<(R, Option<Vec<u8>>), Error>,
+) -> Result<Result<R, bool>, Error> {
+    with_slot(shared, key, |state| {
+        let was_missing = match state {
+            SlotState::Tombstone { ended } => return Ok(Err(*ended)),
+            SlotState::Missing => {
+                let doc = SessionDoc::empty(shared.actor());
+                let summary = doc.summary()?;
+                *state = SlotState::Doc {
+                    doc,
+                    record: None,
+                    summary,
+                    deferred: Deferred::default(),
+                };
+                true
+            }
+            _ => false,
+        };
+        let SlotState::Doc { doc, .. } = state else {
+            return Ok(Err(false));
+        };
+        let heads = doc.heads();
+        let (out, exact) = match f(doc) {
+            Ok(out) => out,
+            Err(e) => {
+                if was_missing {
+                    *state = SlotState::Missing;
+                }
+                return Err(e);
+            }
+        };
+        let changed = doc.heads() != heads;
+        let now = shared.now();
+        if was_missing && doc.status(now) != Status::Live {
+            // Hold a replica only of a live session: nothing usable arrived
+            // yet, or the session is dead on arrival (expired, ended, or
+            // collected here long ago and brought back by a node that was
+            // away): it could never be served, so it is not kept.
+            *state = SlotState::Missing;
+        } else if changed {
+            let persisted = shared.persist(key, state, &heads, now, exact);
+            if persisted.is_err() && was_missing {
+                *state = SlotState::Missing;
+            }
+            persisted?;
+            if was_missing {
+                shared.count_session(true);
+            }
+        }
+        Ok(Ok(out))
+    })
+}
+
+/// A peer's change chunk.
+pub(crate) fn apply_push(shared: &Shared, key: DocKey, changes: &[u8]) -> Applied {
+    if changes.is_empty() {
+        tracing::warn!(session = %key.short(), "empty push refused");
+        return Applied::No;
+    }
+    // Most pushes follow the replica's heads directly (peers send in commit
+    // order): those are persisted and applied later, in a batch.
+    match with_slot_deferred(shared, key, |state| defer(shared, key, state, changes)) {
+        Ok(true) => return Applied::Yes,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
+            return Applied::No;
+        }
+    }
+    let applied = absorb(shared, key, |doc| {
+        let exact = doc.apply_change_chunk(changes)?;
+        Ok((doc.has_missing_deps(), exact.then(|| changes.to_vec())))
+    });
+    match applied {
+        Ok(Ok(true)) => Applied::MissingDeps,
+        Ok(Ok(false)) => Applied::Yes,
+        Ok(Err(_gone)) => Applied::No,
+        Err(e) => {
+            tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
+            Applied::No
+        }
+    }
+}
+
+/// Applies the peer's sync message about `key`, if any, and returns this
+/// node's next message: one visit to the document for both. `state` is the
+/// sync state this node keeps for that peer and document.
+pub(crate) fn sync_step(
+    shared: &Shared,
+    key: DocKey,
+    state: &mut sync::State,
+    msg: Option<&[u8]>,
+) -> Result<Step, Error> {
+    let out = absorb(shared, key, |doc| {
+        if let Some(m) = msg {
+            doc.receive_sync_message(state, m)?;
+        }
+        Ok((doc.generate_sync_message(state), None))
+    })?;
+    Ok(match out {
+        Ok(Some(m)) => Step::Send(m),
+        Ok(None) => Step::Quiet,
+        Err(ended) => Step::Gone { ended },
+    })
+}
+
+/// A peer says `key` ended for good (it holds an invalidated or rotated
+/// tombstone): end it here too.
+pub(crate) fn end(shared: &Shared, key: DocKey) -> Result<Pushes, Error> {
+    let (_, pushes) = commit(shared, key, &[Op::Invalidate])?;
+    Ok(pushes)
+}
+
+/// Documents with keys in `[from, to)` whose deadline has not passed, with
+/// their heads hash; at most `limit`.
+pub(crate) fn digest(
+    shared: &Shared,
+    from: &[u8],
+    to: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(DocKey, u64)>, Error> {
+    let now: Millis = shared.now();
+    Ok(shared.store()?.digest(from, to, now, limit)?)
+}

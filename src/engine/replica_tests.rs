@@ -1,0 +1,162 @@
+//! The receiving side of replication on a real RocksDB, through the
+//! engine: sessions dead on arrival, deferred pushes.
+
+use std::time::Duration;
+
+use automerge::ActorId;
+
+use super::*;
+use crate::doc::{Op, SessionDoc};
+use crate::{Clock, Config, DocKey, ManualClock, NodeId, SessionId};
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// A node's settings for these tests: compaction every 4 commits, no
+/// tombstone grace.
+pub(super) fn config(dir: &std::path::Path, clock: &ManualClock) -> Config {
+    Config::new(dir)
+        .with_clock(clock.clone())
+        .with_max_idle(30 * MIN)
+        .with_absolute_timeout(24 * 60 * MIN)
+        .with_compact_every(4)
+        .with_tombstone_grace(Duration::ZERO)
+}
+
+pub(super) fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+    Engine::open(config(dir, clock), None).unwrap()
+}
+
+/// The live session `key` as a request would see it.
+pub(super) fn live(engine: &Engine, key: DocKey) -> Option<SessionView> {
+    match engine.load(key).unwrap().0 {
+        Loaded::Live(view) => Some(view),
+        Loaded::Gone | Loaded::Missing => None,
+    }
+}
+
+pub(super) fn insert(key: &str, json: &str) -> Op {
+    Op::Insert {
+        key: key.into(),
+        json: json.into(),
+    }
+}
+
+/// Makes one change to `doc` with `f`; returns its chunk.
+pub(super) fn change(doc: &mut SessionDoc, f: impl FnOnce(&mut SessionDoc)) -> Vec<u8> {
+    let heads = doc.heads();
+    f(doc);
+    doc.commit();
+    doc.save_after(&heads)
+}
+
+/// A remote session document, created and committed, and its first chunk.
+pub(super) fn remote_session(clock: &ManualClock) -> (SessionDoc, Vec<u8>) {
+    let mut doc = SessionDoc::new(
+        ActorId::random(),
+        NodeId::random(),
+        clock.now_ms(),
+        30 * 60_000,
+        0,
+    );
+    doc.commit();
+    let chunk = doc.save_after(&[]);
+    (doc, chunk)
+}
+
+#[test]
+fn a_session_dead_on_arrival_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let engine = Engine::open(Config::new(dir.path()).with_clock(clock.clone()), None).unwrap();
+    let remote = NodeId::random();
+    let push = |doc: &mut SessionDoc| {
+        let key = SessionId::random().doc_key();
+        engine.apply_push(key, &doc.save_after(&[]))
+    };
+    // Invalidated before it ever reached us.
+    let mut ended = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
+    ended.invalidate().unwrap();
+    ended.commit();
+    push(&mut ended);
+    // Last used long ago: expired (what a node away past the GC horizon holds).
+    let mut stale = SessionDoc::new(ActorId::random(), remote, 1_000, 60_000, 0);
+    stale.insert("k", &1).unwrap();
+    stale.commit();
+    push(&mut stale);
+    assert_eq!(engine.session_count(), 0);
+    // A live one is kept.
+    let mut live = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
+    live.insert("k", &1).unwrap();
+    live.commit();
+    assert_eq!(push(&mut live), Applied::Yes);
+    assert_eq!(engine.session_count(), 1);
+    engine.close(true).unwrap();
+}
+
+#[test]
+fn deferred_pushes_are_durable_visible_and_digested_like_applied_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let key = SessionId::random().doc_key();
+    let counter = NodeId::random();
+    let (mut source, first) = remote_session(&clock);
+    {
+        let engine = open(dir.path(), &clock);
+        assert_eq!(engine.apply_push(key, &first), Applied::Yes);
+        // More than one deferral batch, and past the compaction threshold (4).
+        for i in 1..=70 {
+            let chunk = change(&mut source, |d| {
+                d.insert("n", &i).unwrap();
+                d.increment("c", 1, counter).unwrap();
+            });
+            assert_eq!(engine.apply_push(key, &chunk), Applied::Yes, "push {i}");
+        }
+        // What anti-entropy compares equals the sender's, applied or not.
+        let digest = engine.digest(&[], None, 10).unwrap();
+        assert_eq!(digest, vec![(key, source.heads_hash())]);
+        let view = live(&engine, key).unwrap();
+        assert_eq!(view.attributes["n"], 70);
+        assert_eq!(view.attributes["c"], 70);
+        for i in 71..=75 {
+            let chunk = change(&mut source, |d| d.insert("n", &i).unwrap());
+            assert_eq!(engine.apply_push(key, &chunk), Applied::Yes);
+        }
+        engine.close(true).unwrap();
+    }
+    // Deferred and never read before the restart: on disk all the same.
+    let engine = open(dir.path(), &clock);
+    let view = live(&engine, key).unwrap();
+    assert_eq!(view.attributes["n"], 75);
+    assert_eq!(view.attributes["c"], 70);
+    engine.close(true).unwrap();
+}
+
+#[test]
+fn a_push_that_releases_a_queued_change_applies_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let key = SessionId::random().doc_key();
+    let (mut source, first) = remote_session(&clock);
+    let engine = open(dir.path(), &clock);
+    engine.apply_push(key, &first);
+    engine.apply_push(key, &change(&mut source, |d| d.insert("a", &1).unwrap()));
+    // The second change is held back; the third arrives first.
+    let second = change(&mut source, |d| d.insert("b", &2).unwrap());
+    let third = change(&mut source, |d| d.insert("c", &3).unwrap());
+    assert_eq!(engine.apply_push(key, &third), Applied::MissingDeps);
+    // The second follows the replica's heads exactly, yet must not be
+    // deferred: it releases the queued third.
+    assert_eq!(engine.apply_push(key, &second), Applied::Yes);
+    let view = live(&engine, key).unwrap();
+    assert_eq!(view.attributes.len(), 3, "{:?}", view.attributes);
+    engine.close(true).unwrap();
+    let engine = open(dir.path(), &clock);
+    let view = live(&engine, key).unwrap();
+    assert_eq!(
+        view.attributes.len(),
+        3,
+        "after reopen: {:?}",
+        view.attributes
+    );
+    engine.close(true).unwrap();
+}

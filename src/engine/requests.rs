@@ -1,0 +1,223 @@
+//! What a request does to a session on this node: load (recording an
+//! access now and then), create, commit, rotate. Every write follows one
+//! rule: apply to the latest document, check the limits, commit, persist;
+//! if persisting fails, the slot is reset so the next access reads what is
+//! really on disk, and the caller gets the error. Each persisted change
+//! comes back as a chunk for the replicator to push.
+
+use automerge::ChangeHash;
+
+use super::shared::{ms, Pushes, Shared};
+use super::slots::with_slot;
+use super::view::SessionView;
+use crate::clock::Millis;
+use crate::doc::{Op, SessionDoc, Status};
+use crate::id::DocKey;
+use crate::store::{Deferred, SlotState};
+use crate::Error;
+
+/// What a load found.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    Live(SessionView),
+    /// Known here, but expired, invalidated, rotated or tombstoned.
+    Gone,
+    /// Never heard of: peers may know it.
+    Missing,
+}
+
+pub(crate) fn load(shared: &Shared, key: DocKey) -> Result<(Loaded, Pushes), Error> {
+    // A document evicted from the cache left its summary: enough for a read
+    // that records no access.
+    let now = shared.now();
+    let kept = shared.cache().with_kept(key, |summary| {
+        if summary.status(now) != Status::Live {
+            return Some(Loaded::Gone);
+        }
+        (!shared.touch_due(summary, now)).then(|| Loaded::Live(SessionView::of(summary)))
+    });
+    if let Some(Some(found)) = kept {
+        return Ok((found, Vec::new()));
+    }
+    with_slot(shared, key, |state| {
+        let now = shared.now();
+        let SlotState::Doc { doc, summary, .. } = state else {
+            let found = match state {
+                SlotState::Missing => Loaded::Missing,
+                _ => Loaded::Gone,
+            };
+            return Ok((found, Vec::new()));
+        };
+        if summary.status(now) != Status::Live {
+            return Ok((Loaded::Gone, Vec::new()));
+        }
+        let mut pushes = Vec::new();
+        if shared.touch_due(summary, now) {
+            let heads = doc.heads();
+            doc.touch(shared.node_id(), now)?;
+            if let Some(chunk) = commit_slot(shared, key, state, &heads, now)? {
+                pushes.push((key, chunk));
+            }
+        }
+        Ok((
+            live_view(state, now).map_or(Loaded::Gone, Loaded::Live),
+            pushes,
+        ))
+    })
+}
+
+/// Creates `key` with the node's default timeouts (or, for a rotation, the
+/// timeouts and attributes of `from`) and applies `ops`.
+pub(crate) fn create(
+    shared: &Shared,
+    key: DocKey,
+    ops: &[Op],
+    from: Option<&SessionDoc>,
+) -> Result<(SessionView, Pushes), Error> {
+    with_slot(shared, key, |state| {
+        if !matches!(state, SlotState::Missing) {
+            return Err(Error::IdCollision);
+        }
+        let now = shared.now();
+        let absolute = match ms(shared.config().absolute_timeout()) {
+            0 => 0,
+            t => now.saturating_add(t),
+        };
+        let idle = ms(shared.config().max_idle());
+        let node = shared.node_id();
+        let mut doc = SessionDoc::new(shared.actor(), node, now, idle, absolute);
+        if let Some(old) = from {
+            doc.set_expiry(
+                old.expiry_mode(),
+                old.max_idle_ms(),
+                old.absolute_expiry_ms(),
+            )?;
+            doc.copy_attributes_from(old, node)?;
+        }
+        apply_all(shared, &mut doc, ops)?;
+        let summary = doc.summary()?;
+        shared.check_size(summary.state_size())?;
+        *state = SlotState::Doc {
+            doc,
+            record: None,
+            summary,
+            deferred: Deferred::default(),
+        };
+        let chunk = match commit_slot(shared, key, state, &[], now) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                *state = SlotState::Missing;
+                return Err(e);
+            }
+        };
+        shared.count_session(true);
+        let SlotState::Doc { summary, .. } = state else {
+            return Err(crate::store::Error::Corrupt("created session vanished".into()).into());
+        };
+        Ok((
+            SessionView::of(summary),
+            chunk.map(|c| (key, c)).into_iter().collect(),
+        ))
+    })
+}
+
+/// Applies `ops` to the live session `key`; `None` when it is gone.
+pub(crate) fn commit(
+    shared: &Shared,
+    key: DocKey,
+    ops: &[Op],
+) -> Result<(Option<SessionView>, Pushes), Error> {
+    with_slot(shared, key, |state| {
+        let now = shared.now();
+        let SlotState::Doc { doc, summary, .. } = state else {
+            return Ok((None, Vec::new()));
+        };
+        if summary.status(now) != Status::Live {
+            return Ok((None, Vec::new()));
+        }
+        let after = summary.after(ops);
+        shared.check_size(after.size)?;
+        if let Some(key) = after.overflow {
+            return Err(crate::doc::Error::Overflow { key }.into());
+        }
+        let heads = doc.heads();
+        apply_all(shared, doc, ops)?;
+        let chunk = commit_slot(shared, key, state, &heads, now)?;
+        // An invalidation in `ops` is answered like any other end.
+        Ok((
+            live_view(state, now),
+            chunk.map(|c| (key, c)).into_iter().collect(),
+        ))
+    })
+}
+
+/// Moves the live session `old` to `new` with its attributes, applies
+/// `ops` there and ends `old`; `None` when `old` is gone.
+pub(crate) fn rotate(
+    shared: &Shared,
+    old: DocKey,
+    new: DocKey,
+    ops: &[Op],
+) -> Result<(Option<SessionView>, Pushes), Error> {
+    with_slot(shared, old, |state| {
+        let now = shared.now();
+        let SlotState::Doc { doc, summary, .. } = state else {
+            return Ok((None, Vec::new()));
+        };
+        if summary.status(now) != Status::Live {
+            return Ok((None, Vec::new()));
+        }
+        // The new session is on disk before the old one dies: a crash in
+        // between leaves both, never neither.
+        let (view, mut pushes) = create(shared, new, ops, Some(doc))?;
+        let heads = doc.heads();
+        doc.set_successor(new)?;
+        if let Some(chunk) = commit_slot(shared, old, state, &heads, now)? {
+            pushes.push((old, chunk));
+        }
+        Ok((Some(view), pushes))
+    })
+}
+
+/// Commits the pending operations of the document in `state`, persists the
+/// change and returns its chunk (`None` when nothing changed).
+fn commit_slot(
+    shared: &Shared,
+    key: DocKey,
+    state: &mut SlotState,
+    heads: &[ChangeHash],
+    now: Millis,
+) -> Result<Option<Vec<u8>>, Error> {
+    let SlotState::Doc { doc, .. } = state else {
+        return Ok(None);
+    };
+    if doc.commit().is_none() {
+        return Ok(None);
+    }
+    // The change just made, as a chunk. (automerge's `get_last_local_change`
+    // would do, but it keeps memory in the document: RSS grew eightfold over
+    // 100,000 sessions.)
+    let chunk = doc.save_after(heads);
+    shared
+        .persist(key, state, heads, now, Some(chunk))
+        .map(Some)
+}
+
+fn apply_all(shared: &Shared, doc: &mut SessionDoc, ops: &[Op]) -> Result<(), Error> {
+    for op in ops {
+        if let Err(e) = doc.apply(op, shared.node_id()) {
+            doc.rollback();
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn live_view(state: &SlotState, now: Millis) -> Option<SessionView> {
+    match state {
+        SlotState::Doc { summary, .. } if summary.status(now) == Status::Live => {
+            Some(SessionView::of(summary))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,295 @@
+//! What every engine operation works with: the store, the document cache,
+//! this process's actor, the limits — and the two steps every write ends
+//! with: read a document into its slot, persist what it gained.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
+use automerge::{ActorId, ChangeHash};
+
+use crate::clock::Millis;
+use crate::doc::{written_keys, SessionDoc, Status, Summary};
+use crate::id::{random_bytes, DocKey, NodeId};
+use crate::store::{Cache, Db, Deferred, DirLock, SlotState, Storage, Stored};
+use crate::{Config, Error};
+
+/// Change chunks persisted by an operation, to push to peers in order.
+pub(crate) type Pushes = Vec<(DocKey, Vec<u8>)>;
+
+/// Wraps the store a node opens, e.g. in a fault-injecting layer for tests.
+pub(crate) type Wrap = Box<dyn FnOnce(Box<dyn Storage>) -> Box<dyn Storage> + Send>;
+
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The store while the node is open, and the directory lock that goes with
+/// it. Fields drop in order: the store closes before the lock is released.
+#[derive(Debug)]
+struct Open {
+    store: Box<dyn Storage>,
+    _lock: DirLock,
+}
+
+/// A read guard on the open store.
+pub(crate) struct StoreRef<'a>(RwLockReadGuard<'a, Option<Open>>);
+
+impl std::ops::Deref for StoreRef<'_> {
+    type Target = dyn Storage;
+
+    fn deref(&self) -> &Self::Target {
+        // `Shared::store` hands out a guard only while the store is open.
+        match self.0.as_ref() {
+            Some(open) => open.store.as_ref(),
+            None => unreachable!("a StoreRef exists only for an open store"),
+        }
+    }
+}
+
+/// The engine's state; see the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// `None` once closed. Every store call holds it shared; closing takes
+    /// it exclusively, so it waits for the calls in flight and then releases
+    /// the directory. std `RwLock`: never held across an `.await`.
+    store: RwLock<Option<Open>>,
+    cache: Cache,
+    config: Config,
+    node_id: NodeId,
+    /// Fresh per process start: a restarted node that lost its last
+    /// unflushed change must never write another change under the same
+    /// (actor, seq).
+    actor: ActorId,
+    /// Documents stored here (live or dead and not yet tombstoned).
+    sessions: AtomicUsize,
+}
+
+/// Fixed memory of one loaded document (automerge's op set and indexes).
+const DOC_OVERHEAD: usize = 24 << 10;
+/// Memory per byte of a document's compressed size.
+const DOC_BYTES_FACTOR: usize = 8;
+
+impl Shared {
+    /// Creates and locks the data directory, opens RocksDB in it (through
+    /// `wrap`, when given) and reads the node's identity.
+    pub(crate) fn open(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
+        config.validate()?;
+        let dir = config.data_dir();
+        let data_dir = |source| Error::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir)?;
+        let lock = DirLock::acquire(dir)
+            .map_err(data_dir)?
+            .ok_or_else(|| Error::AlreadyOpen {
+                path: dir.to_path_buf(),
+            })?;
+        let db = Db::open(Path::new(dir), config.durability())?;
+        let node_id = db.node_id()?;
+        let store: Box<dyn Storage> = match wrap {
+            Some(wrap) => wrap(Box::new(db)),
+            None => Box::new(db),
+        };
+        let sessions = store.count()?;
+        Ok(Self {
+            store: RwLock::new(Some(Open { store, _lock: lock })),
+            cache: Cache::new(config.cache_bytes()),
+            node_id,
+            actor: ActorId::from(random_bytes::<16>()),
+            sessions: AtomicUsize::new(sessions),
+            config,
+        })
+    }
+
+    /// The store, or [`Error::Shutdown`] once closed.
+    pub(crate) fn store(&self) -> Result<StoreRef<'_>, Error> {
+        let guard = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            return Err(Error::Shutdown);
+        }
+        Ok(StoreRef(guard))
+    }
+
+    /// Closes the store (after the calls in flight), flushing it first when
+    /// asked, and releases the data directory. Later calls answer
+    /// [`Error::Shutdown`].
+    pub(crate) fn close(&self, flush: bool) -> Result<(), Error> {
+        let mut guard = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let result = match (&*guard, flush) {
+            (Some(open), true) => open.store.flush(),
+            _ => Ok(()),
+        };
+        *guard = None;
+        Ok(result?)
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub(crate) fn actor(&self) -> ActorId {
+        self.actor.clone()
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.config.clock().now_ms()
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// One more (`true`) or one fewer session stored here.
+    pub(crate) fn count_session(&self, added: bool) {
+        if added {
+            self.sessions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How stale this node's last-access register may get: the configured
+    /// interval, but at most a tenth of the session's idle timeout.
+    fn touch_interval(&self, max_idle_ms: u64) -> u64 {
+        let cfg = ms(self.config.touch_interval());
+        match max_idle_ms {
+            0 => cfg,
+            idle => cfg.min(idle / 10),
+        }
+    }
+
+    /// Whether a read at `now` must advance this node's last-access
+    /// register (it is older than the touch interval).
+    pub(crate) fn touch_due(&self, summary: &Summary, now: Millis) -> bool {
+        let interval = self.touch_interval(summary.max_idle_ms);
+        summary
+            .last_access
+            .is_some_and(|t| now.saturating_sub(t) >= interval)
+    }
+
+    /// Where a document sits in the expiry index: its deadline plus the
+    /// tombstone grace (so peers hear of an end before the document goes).
+    pub(crate) fn index_time(&self, summary: &Summary, now: Millis) -> Millis {
+        let at = match summary.status(now) {
+            Status::Live | Status::Expired => summary.deadline.unwrap_or(now),
+            _ => now,
+        };
+        at.saturating_add(ms(self.config.tombstone_grace()))
+    }
+
+    /// Refuses a write that would leave the session over its size limit.
+    pub(crate) fn check_size(&self, size: usize) -> Result<(), Error> {
+        let limit = self.config.max_session_bytes();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// What `key` holds on disk, read into a slot's state.
+    pub(crate) fn read(&self, key: DocKey) -> Result<SlotState, Error> {
+        Ok(match self.store()?.load(key)? {
+            Stored::Missing => SlotState::Missing,
+            Stored::Tombstone { ended } => SlotState::Tombstone { ended },
+            Stored::Doc { bytes, record } => {
+                let doc =
+                    SessionDoc::load(&bytes, self.actor()).map_err(crate::store::Error::from)?;
+                let summary = doc.summary().map_err(crate::store::Error::from)?;
+                SlotState::Doc {
+                    doc,
+                    record: Some(record),
+                    summary,
+                    deferred: Deferred::default(),
+                }
+            }
+        })
+    }
+
+    /// What the document in `state` costs in memory, as the cache counts
+    /// it. Measured (benches/compare, `--only memory`): about 24 KiB of
+    /// automerge structures per document, plus several times its
+    /// compressed size.
+    pub(crate) fn charge(state: &SlotState) -> usize {
+        match state {
+            SlotState::Doc {
+                record: Some(r),
+                deferred,
+                ..
+            } => usize::try_from(r.bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(DOC_BYTES_FACTOR)
+                .saturating_add(DOC_OVERHEAD)
+                .saturating_add(deferred.chunks.iter().map(Vec::len).sum()),
+            _ => 0,
+        }
+    }
+
+    /// Persists whatever the document in `state` gained since `heads` and
+    /// refreshes its summary; on failure the slot is reset to what is on disk
+    /// and the error returned. `exact` is the chunk of the one change the
+    /// document gained, when the caller knows it (a local commit, a push that
+    /// applied as is): it is stored as is and only the keys it wrote are
+    /// read again. Otherwise the gain is extracted from the document and the
+    /// summary read in full. The write that would fill the change log to
+    /// `compact_every` writes the whole document instead (compaction).
+    /// Returns the chunk of what was gained.
+    pub(crate) fn persist(
+        &self,
+        key: DocKey,
+        state: &mut SlotState,
+        heads: &[ChangeHash],
+        now: Millis,
+        exact: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Error> {
+        let SlotState::Doc {
+            doc,
+            record,
+            summary,
+            ..
+        } = state
+        else {
+            return Ok(Vec::new());
+        };
+        let written = exact.as_deref().and_then(written_keys);
+        let result = summary
+            .update(doc, written.as_deref())
+            .map_err(Error::from)
+            .and_then(|()| {
+                let chunk = match exact {
+                    Some(chunk) => chunk,
+                    None => doc.save_after(heads),
+                };
+                let at = self.index_time(summary, now);
+                let hash = doc.heads_hash();
+                let store = self.store()?;
+                let due = record.is_some_and(|r| r.log_count + 1 >= self.config.compact_every());
+                let rec = if due {
+                    store.snapshot(key, &doc.save(), *record, at, hash)?
+                } else {
+                    store.append(key, &chunk, *record, at, hash)?
+                };
+                Ok((rec, chunk))
+            });
+        match result {
+            Ok((rec, chunk)) => {
+                *record = Some(rec);
+                Ok(chunk)
+            }
+            Err(e) => {
+                tracing::error!(session = %key.short(), error = %e, "persist failed; change dropped");
+                *state = SlotState::Unloaded;
+                Err(e)
+            }
+        }
+    }
+}

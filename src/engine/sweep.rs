@@ -1,0 +1,79 @@
+//! The sweep: walk the expiry index, turn dead sessions whose grace has
+//! passed into tombstones, and forget tombstones past the GC horizon.
+
+use super::shared::{ms, Shared};
+use super::slots::with_slot;
+use super::view::SweepReport;
+use crate::clock::Millis;
+use crate::doc::Status;
+use crate::id::DocKey;
+use crate::store::{Due, DueKind, SlotState};
+use crate::Error;
+
+/// Index entries handled per sweep step.
+const SWEEP_BATCH: usize = 1_000;
+
+pub(crate) fn sweep(shared: &Shared) -> Result<SweepReport, Error> {
+    let mut report = SweepReport::default();
+    loop {
+        let now = shared.now();
+        let due = shared.store()?.due(now, SWEEP_BATCH)?;
+        for d in &due {
+            match d.kind {
+                DueKind::Expire => {
+                    if expire(shared, d.key, d.at, now)? {
+                        report.tombstoned += 1;
+                    }
+                }
+                DueKind::Forget => {
+                    with_slot(shared, d.key, |state| {
+                        shared.store()?.forget(*d)?;
+                        if matches!(state, SlotState::Tombstone { .. }) {
+                            *state = SlotState::Missing;
+                        }
+                        Ok(())
+                    })?;
+                    report.forgotten += 1;
+                }
+            }
+        }
+        if due.len() < SWEEP_BATCH {
+            return Ok(report);
+        }
+    }
+}
+
+/// Tombstones `key` if it is dead and its grace has passed; returns whether
+/// it did.
+fn expire(shared: &Shared, key: DocKey, at: Millis, now: Millis) -> Result<bool, Error> {
+    with_slot(shared, key, |state| {
+        let SlotState::Doc {
+            record, summary, ..
+        } = state
+        else {
+            shared.store()?.drop_due(Due {
+                at,
+                kind: DueKind::Expire,
+                key,
+            })?;
+            return Ok(false);
+        };
+        let Some(rec) = *record else { return Ok(false) };
+        let status = summary.status(now);
+        let due_at = shared.index_time(summary, now);
+        if status == Status::Live || (status == Status::Expired && due_at > now) {
+            // Accessed elsewhere meanwhile, or still in its grace.
+            *record = Some(shared.store()?.reschedule(key, rec, due_at)?);
+            return Ok(false);
+        }
+        let ended = matches!(status, Status::Invalidated | Status::Rotated(_));
+        let forget_at = now.saturating_add(ms(shared.config().gc_horizon()));
+        shared
+            .store()?
+            .tombstone(key, Some(rec), now, forget_at, ended)?;
+        *state = SlotState::Tombstone { ended };
+        shared.count_session(false);
+        tracing::debug!(session = %key.short(), ended, "tombstoned");
+        Ok(true)
+    })
+}

@@ -1,0 +1,204 @@
+//! [`Replicator`]: the handle the node holds.
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::anti_entropy::anti_entropy;
+use super::exchange::Exchange;
+use super::inbound::Inbound;
+use super::outbox::Outbox;
+use crate::engine::Pushes;
+use crate::id::DocKey;
+use crate::net::{self, Handler, PeerEvent, Replication, Request, Response, SyncPolicy, Transport};
+use crate::tasks::Tasks;
+use crate::Error;
+
+/// Fetches for unknown ids in flight at most: a flood of forged cookies
+/// cannot turn into a flood of peer requests.
+const FETCH_SLOTS: usize = 64;
+
+/// Replication for one node over one transport. Cheap to clone; every
+/// clone is the same replicator.
+#[derive(Debug, Clone)]
+pub(crate) struct Replicator {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    exchange: Arc<Exchange>,
+    inbound: Arc<Inbound>,
+    outbox: Arc<Outbox>,
+    config: net::Config,
+    tasks: Tasks,
+    /// Taken by each fetch on miss (see [`FETCH_SLOTS`]).
+    fetch_slots: Arc<Semaphore>,
+}
+
+impl Replicator {
+    /// Replicates what `inbound`'s engine commits through `transport`, and
+    /// runs anti-entropy with every peer each interval (a task of `tasks`).
+    pub(crate) fn start(
+        inbound: Arc<Inbound>,
+        transport: Arc<dyn Transport>,
+        config: net::Config,
+        tasks: &Tasks,
+    ) -> Self {
+        let exchange = Arc::new(Exchange {
+            engine: inbound.engine.clone(),
+            transport,
+            states: Arc::clone(&inbound.states),
+        });
+        let repl = Self {
+            shared: Arc::new(Shared {
+                exchange,
+                inbound,
+                outbox: Arc::new(Outbox::default()),
+                config,
+                tasks: tasks.clone(),
+                fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
+            }),
+        };
+        let periodic = repl.clone();
+        tasks.every(repl.shared.config.anti_entropy_interval(), move || {
+            let repl = periodic.clone();
+            async move { repl.anti_entropy().await }
+        });
+        repl
+    }
+
+    /// Listens to peers coming and going: a new connection starts the sync
+    /// states with that peer afresh, and one of its two ends (the one with
+    /// the smaller peer id) starts anti-entropy at once.
+    pub(crate) fn watch_peers(&self, local: PeerId, mut events: mpsc::Receiver<PeerEvent>) {
+        let repl = self.clone();
+        self.shared.tasks.spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    PeerEvent::Connected(peer) => {
+                        repl.shared.exchange.states.forget_peer(peer);
+                        if local < peer {
+                            let exchange = Arc::clone(&repl.shared.exchange);
+                            repl.shared
+                                .tasks
+                                .spawn(async move { anti_entropy(&exchange, peer).await });
+                        }
+                    }
+                    PeerEvent::Disconnected(peer) => repl.shared.exchange.states.forget_peer(peer),
+                }
+            }
+        });
+    }
+
+    /// Answers a peer's request (blocks on storage).
+    pub(crate) fn handle(&self, peer: PeerId, req: Request) -> Response {
+        self.shared.inbound.on_request(peer, req)
+    }
+
+    /// The peers that can be reached now.
+    pub(crate) async fn peers(&self) -> Vec<PeerId> {
+        self.shared.exchange.transport.peers().await
+    }
+
+    /// Queues `pushes` for every connected peer (see
+    /// [`outbox`](super::outbox)). With `wait` and `Replication::Sync {
+    /// acks }`, returns once `acks` peers persisted them (or the sync timeout
+    /// passed; then the sync policy decides).
+    pub(crate) async fn push(&self, pushes: Pushes, wait: bool) -> Result<(), Error> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        let peers = self.peers().await;
+        let send = |peer, wait| {
+            shared
+                .outbox
+                .send(&shared.exchange, &shared.tasks, peer, &pushes, wait)
+        };
+        let acks = match cfg.replication() {
+            Replication::Sync { acks } if wait && acks > 0 => acks,
+            _ => {
+                for peer in peers {
+                    send(peer, false);
+                }
+                return Ok(());
+            }
+        };
+        let mut acked = 0;
+        {
+            let mut all: FuturesUnordered<_> = peers
+                .iter()
+                .map(|p| {
+                    let receivers = send(*p, true);
+                    async move {
+                        for rx in receivers {
+                            if !rx.await.unwrap_or(false) {
+                                return false;
+                            }
+                        }
+                        true
+                    }
+                })
+                .collect();
+            let deadline = tokio::time::sleep(cfg.sync_timeout());
+            tokio::pin!(deadline);
+            while acked < acks {
+                tokio::select! {
+                    next = all.next() => match next {
+                        Some(true) => acked += 1,
+                        Some(false) => {}
+                        None => break,
+                    },
+                    () = &mut deadline => break,
+                }
+            }
+        }
+        if acked >= acks {
+            return Ok(());
+        }
+        match cfg.sync_policy() {
+            SyncPolicy::Fail => Err(Error::NotReplicated {
+                acked,
+                wanted: acks,
+            }),
+            SyncPolicy::Degrade => {
+                tracing::warn!(
+                    acked,
+                    wanted = acks,
+                    "write confirmed by fewer peers than asked"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks every connected peer for `key`, waiting at most the fetch
+    /// timeout.
+    pub(crate) async fn fetch(&self, key: DocKey) {
+        let shared = &self.shared;
+        let Ok(_permit) = Arc::clone(&shared.fetch_slots).try_acquire_owned() else {
+            tracing::debug!(session = %key.short(), "too many fetches in flight; treating the id as unknown");
+            return;
+        };
+        let peers = self.peers().await;
+        if peers.is_empty() {
+            return;
+        }
+        let all: FuturesUnordered<_> = peers
+            .iter()
+            .map(|p| shared.exchange.sync_doc(*p, key))
+            .collect();
+        let _ = tokio::time::timeout(shared.config.fetch_timeout(), all.collect::<Vec<_>>()).await;
+    }
+
+    /// One anti-entropy round with every connected peer, one after another.
+    pub(crate) async fn anti_entropy(&self) {
+        for peer in self.peers().await {
+            anti_entropy(&self.shared.exchange, peer).await;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The seam under the engine: the few reads and writes it makes of the
+//! disk. RocksDB ([`Db`](super::Db)) implements it; tests put a wrapper
+//! around that which fails chosen writes or loses every write after a crash
+//! point, so that each failure path of the engine runs in a test.
+
+use std::fmt::Debug;
+
+use super::{Error, Record};
+use crate::clock::Millis;
+use crate::id::DocKey;
+
+/// What an expiry-index entry asks the sweeper to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DueKind {
+    /// Check the session; tombstone it if it is dead.
+    Expire,
+    /// The tombstone has outlived the GC horizon; forget it.
+    Forget,
+}
+
+/// One expiry-index entry that has come due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub(crate) at: Millis,
+    pub(crate) kind: DueKind,
+    pub(crate) key: DocKey,
+}
+
+/// A stored document: its bytes (`snap ‖ chunks`) and its record.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Missing,
+    /// `ended`: invalidated or rotated (dead everywhere), not merely expired
+    /// here (which a peer that saw later accesses may disagree with).
+    Tombstone {
+        ended: bool,
+    },
+    Doc {
+        bytes: Vec<u8>,
+        record: Record,
+    },
+}
+
+/// Every call the engine makes of the disk. Each write is atomic: after a
+/// crash, all of it is there or none of it.
+pub(crate) trait Storage: Send + Sync + Debug {
+    /// The document `key`, its tombstone, or nothing.
+    fn load(&self, key: DocKey) -> Result<Stored, Error>;
+
+    /// Appends one change chunk, records the heads hash and moves the expiry
+    /// index.
+    fn append(
+        &self,
+        key: DocKey,
+        chunk: &[u8],
+        old: Option<Record>,
+        deadline: Millis,
+        heads: u64,
+    ) -> Result<Record, Error>;
+
+    /// Replaces whatever is stored for `key` with the whole document `doc`
+    /// (folding the change log into one snapshot) and moves the expiry index.
+    fn snapshot(
+        &self,
+        key: DocKey,
+        doc: &[u8],
+        old: Option<Record>,
+        deadline: Millis,
+        heads: u64,
+    ) -> Result<Record, Error>;
+
+    /// Moves a live document's place in the expiry index.
+    fn reschedule(&self, key: DocKey, old: Record, deadline: Millis) -> Result<Record, Error>;
+
+    /// Deletes a dead document and leaves a tombstone until `forget_at`.
+    fn tombstone(
+        &self,
+        key: DocKey,
+        old: Option<Record>,
+        now: Millis,
+        forget_at: Millis,
+        ended: bool,
+    ) -> Result<(), Error>;
+
+    /// Drops a tombstone whose GC horizon has passed.
+    fn forget(&self, due: Due) -> Result<(), Error>;
+
+    /// Removes an index entry that no longer matches its document.
+    fn drop_due(&self, due: Due) -> Result<(), Error>;
+
+    /// Up to `limit` index entries due at or before `now`, oldest first.
+    fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, Error>;
+
+    /// Documents with keys in `[from, to)` (`to = None`: to the end) whose
+    /// deadline has not passed, with their heads hash; at most `limit`.
+    fn digest(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(DocKey, u64)>, Error>;
+
+    /// Number of stored (not tombstoned) documents.
+    fn count(&self) -> Result<usize, Error>;
+
+    /// Makes every write so far durable (clean shutdown).
+    fn flush(&self) -> Result<(), Error>;
+}
