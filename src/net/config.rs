@@ -42,7 +42,7 @@ pub enum SyncPolicy {
 ///     .with_replication(Replication::Sync { acks: 1 });
 /// assert_eq!(net.replication(), Replication::Sync { acks: 1 });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub(super) cluster_key: [u8; 32],
     pub(super) listen: Vec<Multiaddr>,
@@ -55,6 +55,25 @@ pub struct Config {
     pub(super) fetch_timeout: Duration,
     pub(super) anti_entropy_interval: Duration,
     pub(super) request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    /// Everything but the cluster key, which is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("cluster_key", &"<redacted>")
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("allow", &self.allow)
+            .field("mdns", &self.mdns)
+            .field("replication", &self.replication)
+            .field("sync_policy", &self.sync_policy)
+            .field("sync_timeout", &self.sync_timeout)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .field("anti_entropy_interval", &self.anti_entropy_interval)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl Config {
@@ -215,5 +234,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_cluster_key() {
+        let config = Config::new([0xab; 32]);
+        let shown = format!(
+            "{config:?} {:?}",
+            crate::Config::new("/tmp/x").with_network(config.clone())
+        );
+        assert!(!shown.contains("171"), "{shown}");
+        assert!(shown.contains("cluster_key"), "{shown}");
     }
 }
