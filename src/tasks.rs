@@ -31,6 +31,10 @@ struct Shared {
     // std Mutex: held only to add a task or to take the set out, never
     // across an `.await`.
     set: Mutex<JoinSet<()>>,
+    /// Held by a shutdown while it waits, so that a second, concurrent one
+    /// returns only when every task has ended too. tokio's Mutex: held
+    /// across awaits.
+    stopping: tokio::sync::Mutex<()>,
     /// `true` once the node is stopping: running tasks end, new ones are
     /// refused.
     stop: watch::Sender<bool>,
@@ -41,6 +45,7 @@ impl Tasks {
         Self {
             shared: Arc::new(Shared {
                 set: Mutex::new(JoinSet::new()),
+                stopping: tokio::sync::Mutex::new(()),
                 stop: watch::channel(false).0,
             }),
         }
@@ -59,12 +64,12 @@ impl Tasks {
     }
 
     /// Runs `fut` until it ends or the node stops, whichever comes first.
-    /// Refused (dropped unstarted) once the node is stopping.
-    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    /// Refused (dropped unstarted, `false`) once the node is stopping.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) -> bool {
         let mut stop = self.shared.stop.subscribe();
         let mut set = self.set();
         if *stop.borrow() {
-            return;
+            return false;
         }
         reap(&mut set);
         set.spawn(async move {
@@ -73,6 +78,7 @@ impl Tasks {
                 _ = stop.wait_for(|s| *s) => {}
             }
         });
+        true
     }
 
     /// Runs `f` on the blocking pool; shutdown waits for it. Refused once
@@ -93,7 +99,7 @@ impl Tasks {
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.spawn(async move {
+        let _ = self.spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await; // the first tick fires at once
@@ -107,6 +113,7 @@ impl Tasks {
     /// Stops every task and waits until each has ended.
     pub(crate) async fn shutdown(&self) {
         self.shared.stop.send_replace(true);
+        let _one_at_a_time = self.shared.stopping.lock().await;
         loop {
             let mut set = std::mem::take(&mut *self.set());
             if set.is_empty() {
@@ -172,7 +179,7 @@ mod tests {
             d.fetch_add(1, Ordering::SeqCst);
         });
         // An async task that would never end on its own.
-        tasks.spawn(std::future::pending());
+        assert!(tasks.spawn(std::future::pending()));
         let d = Arc::clone(&done);
         tasks.every(Duration::from_millis(1), move || {
             let d = Arc::clone(&d);
@@ -184,8 +191,25 @@ mod tests {
         assert_eq!(done.load(Ordering::SeqCst), 1, "blocking work finished");
         assert!(tasks.set().is_empty());
         // Refused once stopping.
-        tasks.spawn(async { panic!("must not run") });
+        assert!(!tasks.spawn(async { panic!("must not run") }));
         tasks.spawn_blocking(|| panic!("must not run"));
         assert!(tasks.set().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_shutdown_at_the_same_time_also_waits_for_everything() {
+        let tasks = Tasks::new();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = Arc::clone(&done);
+        tasks.spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        let after_shutdown = || async {
+            tasks.shutdown().await;
+            done.load(Ordering::SeqCst)
+        };
+        let (first, second) = tokio::join!(after_shutdown(), after_shutdown());
+        assert_eq!((first, second), (1, 1));
     }
 }

@@ -11,7 +11,7 @@ use automerge::{ActorId, ChangeHash};
 use crate::clock::Millis;
 use crate::doc::{written_keys, SessionDoc, Status, Summary};
 use crate::id::{random_bytes, DocKey, NodeId};
-use crate::store::{Cache, Db, Deferred, DirLock, SlotState, Storage, Stored};
+use crate::store::{Cache, Db, Deferred, DirLock, SlotState, Storage, Stored, IDENTITY_FILE};
 use crate::{Config, Error};
 
 /// Change chunks persisted by an operation, to push to peers in order.
@@ -87,6 +87,7 @@ impl Shared {
                 path: dir.to_path_buf(),
             })?;
         let db = Db::open(Path::new(dir), config.durability())?;
+        db.move_legacy_identity(&dir.join(IDENTITY_FILE))?;
         let node_id = db.node_id()?;
         let store: Box<dyn Storage> = match wrap {
             Some(wrap) => wrap(Box::new(db)),

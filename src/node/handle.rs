@@ -9,7 +9,7 @@ use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Wrap};
 use crate::id::{NodeId, SessionId};
 use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::replicator::{Inbound, Replicator};
-use crate::store::Durability;
+use crate::store::{Durability, IDENTITY_FILE};
 use crate::tasks::{blocking, Tasks};
 use crate::{Config, Error};
 
@@ -80,8 +80,24 @@ impl Node {
     /// storage faults this way).
     pub(crate) async fn open_with(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
         let cfg = config.clone();
-        let engine = match tokio::task::spawn_blocking(move || Engine::open(cfg, wrap)).await {
-            Ok(engine) => engine?,
+        // The store, and the network identity when there is a network: file
+        // work, off the async threads. A failure drops what was opened.
+        let opened = tokio::task::spawn_blocking(move || {
+            let engine = Engine::open(cfg.clone(), wrap)?;
+            let keypair = match cfg.network() {
+                Some(_) => {
+                    let path = cfg.data_dir().join(IDENTITY_FILE);
+                    let key = net::load_or_create_identity(&path)
+                        .map_err(|source| Error::DataDir { path, source })?;
+                    Some(key)
+                }
+                None => None,
+            };
+            Ok::<_, Error>((engine, keypair))
+        })
+        .await;
+        let (engine, keypair) = match opened {
+            Ok(opened) => opened?,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return Err(Error::Shutdown),
         };
@@ -105,12 +121,7 @@ impl Node {
         });
         let replicator = OnceLock::new();
         let mut network = None;
-        if let Some(net_cfg) = config.network() {
-            let dir = config.data_dir();
-            let keypair = net::load_or_create_identity(dir).map_err(|source| Error::DataDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        if let (Some(net_cfg), Some(keypair)) = (config.network(), keypair) {
             let inbound = Arc::new(Inbound::new(engine.clone()));
             let started = Network::start(keypair, net_cfg, inbound.clone(), &tasks).await;
             let (net, events) = match started {
@@ -221,15 +232,17 @@ impl Node {
         config: net::Config,
     ) -> Result<(), Error> {
         config.validate()?;
-        if self.replicator().is_some() {
-            return Err(Error::AlreadyReplicating);
+        let mut started = false;
+        self.shared.replicator.get_or_init(|| {
+            started = true;
+            let inbound = Arc::new(Inbound::new(self.engine().clone()));
+            Replicator::start(inbound, transport, config, &self.shared.tasks)
+        });
+        if started {
+            Ok(())
+        } else {
+            Err(Error::AlreadyReplicating)
         }
-        let inbound = Arc::new(Inbound::new(self.engine().clone()));
-        let repl = Replicator::start(inbound, transport, config, &self.shared.tasks);
-        self.shared
-            .replicator
-            .set(repl)
-            .map_err(|_| Error::AlreadyReplicating)
     }
 
     /// Answers a peer's replication request: applies and persists what it

@@ -392,3 +392,52 @@ async fn an_increment_past_the_counter_range_is_refused_and_nothing_applied() {
     assert_eq!(view.attributes["n"], 5);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_node_upgraded_from_an_identity_in_the_database_keeps_its_peer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    {
+        // What earlier versions left: the keypair in RocksDB.
+        let db = crate::store::Db::open(dir.path(), crate::Durability::Process).unwrap();
+        db.put_legacy_identity(&key.to_protobuf_encoding().unwrap());
+    }
+    let net =
+        || crate::net::Config::new([5; 32]).with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+    let node = Node::open(Config::new(dir.path()).with_network(net()))
+        .await
+        .unwrap();
+    assert_eq!(node.peer_id(), Some(key.public().to_peer_id()));
+    node.shutdown().await.unwrap();
+    // Moved, not copied: the next start reads the file.
+    let node = Node::open(Config::new(dir.path()).with_network(net()))
+        .await
+        .unwrap();
+    assert_eq!(node.peer_id(), Some(key.public().to_peer_id()));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_replicates_through_one_transport_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(Config::new(dir.path())).await.unwrap();
+    #[derive(Debug)]
+    struct Alone;
+    impl crate::net::Transport for Alone {
+        fn request(
+            &self,
+            _: crate::net::PeerId,
+            _: crate::net::Request,
+        ) -> crate::net::BoxFuture<'_, Result<crate::net::Response, crate::net::Error>> {
+            Box::pin(async move { Err(crate::net::Error::Closed) })
+        }
+        fn peers(&self) -> crate::net::BoxFuture<'_, Vec<crate::net::PeerId>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+    let attach =
+        || node.attach_transport(std::sync::Arc::new(Alone), crate::net::Config::new([0; 32]));
+    attach().unwrap();
+    assert!(matches!(attach(), Err(Error::AlreadyReplicating)));
+    node.shutdown().await.unwrap();
+}

@@ -95,8 +95,10 @@ impl Outbox {
             }
             !std::mem::replace(&mut queue.sending, true)
         };
-        if start {
-            tasks.spawn(drain(Arc::clone(self), Arc::clone(exchange), peer));
+        if start && !tasks.spawn(drain(Arc::clone(self), Arc::clone(exchange), peer)) {
+            // The node is stopping: nothing will send this queue, so whoever
+            // waits for it hears "not persisted" now, not at its timeout.
+            self.lock().remove(&peer);
         }
         receivers
     }
@@ -159,5 +161,56 @@ async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
             };
             let _ = done.send(ok);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::net::{self, BoxFuture, Transport};
+    use crate::replicator::states::SyncStates;
+    use crate::{Config, SessionId};
+
+    /// A transport no request ever reaches.
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl Transport for Nowhere {
+        fn request(&self, peer: PeerId, _: Request) -> BoxFuture<'_, Result<Response, net::Error>> {
+            Box::pin(async move {
+                Err(net::Error::Request {
+                    peer,
+                    reason: "nowhere".into(),
+                })
+            })
+        }
+
+        fn peers(&self) -> BoxFuture<'_, Vec<PeerId>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_queued_while_the_node_stops_are_reported_unsent_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(Config::new(dir.path()), None).unwrap();
+        let exchange = Arc::new(Exchange {
+            engine: engine.clone(),
+            transport: Arc::new(Nowhere),
+            states: Arc::new(SyncStates::default()),
+        });
+        let tasks = Tasks::new();
+        tasks.shutdown().await;
+        let outbox = Arc::new(Outbox::default());
+        let chunks = [(SessionId::random().doc_key(), vec![1, 2, 3])];
+        let receivers = outbox.send(&exchange, &tasks, PeerId::random(), &chunks, true);
+        for rx in receivers {
+            let persisted = tokio::time::timeout(std::time::Duration::from_secs(1), rx)
+                .await
+                .expect("answered at once, not at a timeout");
+            assert!(!persisted.unwrap_or(false));
+        }
+        engine.close(true).unwrap();
     }
 }

@@ -16,6 +16,10 @@ const META: &str = "meta";
 const EXP: &str = "exp";
 const TOMB: &str = "tomb";
 const NODE_ID: &[u8] = b"node_id";
+/// The file, in the data directory, that holds the node's libp2p identity.
+pub(crate) const IDENTITY_FILE: &str = "p2p-identity";
+/// Where earlier versions kept the libp2p identity (now a file).
+const LEGACY_IDENTITY: &[u8] = b"p2p_keypair";
 /// All memtables together, across column families.
 const MEMTABLE_BUDGET: usize = 32 << 20;
 /// One column family's memtable.
@@ -79,6 +83,30 @@ impl Db {
         wo.set_sync(true);
         self.db.put_opt(NODE_ID, id.as_bytes(), &wo)?;
         Ok(id)
+    }
+
+    /// Moves an identity kept in the database by earlier versions to the
+    /// file `to`, unless that file exists already, so an upgraded node keeps
+    /// its peer id. The bytes are moved as they are; the key is deleted once
+    /// the file is durable.
+    pub(crate) fn move_legacy_identity(&self, to: &Path) -> Result<(), Error> {
+        let Some(bytes) = self.db.get(LEGACY_IDENTITY)? else {
+            return Ok(());
+        };
+        if !to.exists() {
+            write_private_file(to, &bytes)
+                .map_err(|e| Error::Corrupt(format!("moving the identity to a file: {e}")))?;
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.delete_opt(LEGACY_IDENTITY, &wo)?;
+        Ok(())
+    }
+
+    /// Stores an identity the way earlier versions did (for the upgrade test).
+    #[cfg(test)]
+    pub(crate) fn put_legacy_identity(&self, bytes: &[u8]) {
+        self.db.put(LEGACY_IDENTITY, bytes).unwrap();
     }
 
     fn move_deadline(
@@ -304,6 +332,25 @@ impl Storage for Db {
         self.db.flush_wal(true)?;
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` readable by its owner only, through a
+/// temporary file and a rename, and makes both durable.
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn log_key(key: DocKey, seq: u32) -> [u8; ID_LEN + 4] {

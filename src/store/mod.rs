@@ -40,7 +40,7 @@ mod record;
 mod storage;
 
 pub(crate) use cache::{Cache, Deferred, SlotState};
-pub(crate) use db::Db;
+pub(crate) use db::{write_private_file, Db, IDENTITY_FILE};
 pub use error::Error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use faults::Faulty;
