@@ -284,3 +284,16 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_cluster_key() {
+        let config = Config::new("/tmp/x").with_network(crate::net::Config::new([0xab; 32]));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("171"), "{shown}");
+        assert!(shown.contains("cluster_key"), "{shown}");
+    }
+}

@@ -127,6 +127,18 @@ impl Engine {
         sweep::sweep(&self.shared)
     }
 
+    /// [`sweep`](Self::sweep) as the background sweeper runs it: a failure
+    /// is logged, and the next run tries again.
+    pub(crate) fn background_sweep(&self) {
+        match self.sweep() {
+            Ok(r) if r.tombstoned + r.forgotten > 0 => {
+                tracing::debug!(tombstoned = r.tombstoned, forgotten = r.forgotten, "sweep");
+            }
+            Ok(_) | Err(Error::Shutdown) => {}
+            Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
+        }
+    }
+
     /// The summary the cache kept for `key`'s evicted document, if any.
     #[cfg(test)]
     pub(crate) fn kept_summary(&self, key: DocKey) -> Option<crate::doc::Summary> {

@@ -105,19 +105,7 @@ impl Node {
         let sweeper = engine.clone();
         tasks.every(config.sweep_interval(), move || {
             let engine = sweeper.clone();
-            async move {
-                match blocking(true, || engine.sweep()) {
-                    Ok(r) if r.tombstoned + r.forgotten > 0 => {
-                        tracing::debug!(
-                            tombstoned = r.tombstoned,
-                            forgotten = r.forgotten,
-                            "sweep"
-                        );
-                    }
-                    Ok(_) | Err(Error::Shutdown) => {}
-                    Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
-                }
-            }
+            async move { blocking(true, || engine.background_sweep()) }
         });
         let replicator = OnceLock::new();
         let mut network = None;

@@ -7,6 +7,8 @@
 mod handle;
 
 #[cfg(test)]
+mod open_tests;
+#[cfg(test)]
 mod shutdown_tests;
 #[cfg(test)]
 mod tests;
