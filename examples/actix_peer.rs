@@ -25,7 +25,7 @@ use actix_web::cookie::Key;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use sessionmesh::adapters::actix::{self as mesh, MeshStore};
+use sessionmesh::adapters::actix::{self as mesh, MeshStore, TokenMiddleware};
 use sessionmesh::Node;
 use sha2::{Digest, Sha512};
 use support::Args;
@@ -142,6 +142,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 .service(
                     web::scope("")
                         .wrap(sessions)
+                        // The session token beside actix-session's cookie (the
+                        // last `wrap` runs outermost).
+                        .wrap(TokenMiddleware::new().with_secure(false))
                         .route("/session", web::get().to(read_all))
                         .route("/session/cycle", web::post().to(cycle))
                         .route("/session/invalidate", web::post().to(invalidate))

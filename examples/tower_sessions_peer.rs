@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sessionmesh::adapters::tower_sessions::{self as mesh, MeshStore};
+use sessionmesh::adapters::tower_sessions::{self as mesh, MeshStore, TokenLayer};
 use sessionmesh::Node;
 use support::Args;
 use tower_sessions::{Session, SessionManagerLayer};
@@ -55,6 +55,9 @@ fn app(node: Node) -> Router {
         .route("/session/{key}", put(insert).delete(remove))
         .route("/session/{key}/incr", post(incr))
         .layer(layer)
+        // The session token beside tower-sessions' cookie: a user sees their
+        // own writes on every node.
+        .layer(TokenLayer::new().with_secure(false))
         .route(
             "/cluster",
             get(|State(node): State<Node>| async move { Json(demo::cluster_json(&node).await) }),

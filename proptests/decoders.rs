@@ -70,14 +70,14 @@ proptest! {
 
     #[test]
     fn documents_from_disk_or_peers(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(doc) = SessionDoc::load(&bytes, ActorId::random()) {
+        if let Ok(mut doc) = SessionDoc::load(&bytes, ActorId::random()) {
             let _ = doc.summary();
         }
     }
 
     #[test]
     fn mutated_documents(bytes in mutated(sample_doc().save())) {
-        if let Ok(doc) = SessionDoc::load(&bytes, ActorId::random()) {
+        if let Ok(mut doc) = SessionDoc::load(&bytes, ActorId::random()) {
             let _ = doc.summary();
             let _ = doc.status(2_000);
         }

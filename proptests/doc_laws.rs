@@ -240,7 +240,7 @@ proptest! {
             };
             prop_assert!(doc.apply_change_chunk(&chunk).unwrap(), "each change applies as is");
             let written = sessionmesh::doc::written_keys(&chunk).unwrap();
-            summary.refresh(&doc, written.iter().map(String::as_str)).unwrap();
+            summary.refresh(&mut doc, written.iter().map(String::as_str)).unwrap();
             prop_assert_eq!(&summary, &doc.summary().unwrap());
         }
     }

@@ -38,6 +38,24 @@ pub enum Error {
         /// Peers asked for.
         wanted: usize,
     },
+    /// The client's session token says it has seen a newer state of the
+    /// session than this node holds, and the node could not catch up within
+    /// the catch-up bound (the change is still on its way, or the node that
+    /// has it is unreachable). Nothing was served or written: answer
+    /// `503 Service Unavailable` with `Retry-After` (the HTTP layer does) so
+    /// the client retries, on this node or another.
+    #[error("this node is behind what the client has seen (waited {waited_ms} ms)")]
+    Behind {
+        /// How long the node tried to catch up.
+        waited_ms: u64,
+    },
+    /// The client's session token proves the session exists, but neither
+    /// this node nor any peer it reached holds it (the node that created it
+    /// is cut off). The id is not treated as unknown — that would log the
+    /// user out — so nothing was served or written: answer `503` with
+    /// `Retry-After`, as for [`Error::Behind`].
+    #[error("the session exists but no reachable node holds it")]
+    Unreachable,
     /// The network layer failed: it could not start (fix its settings), or
     /// a request to a peer failed (retry; anti-entropy repairs the rest).
     #[error(transparent)]

@@ -83,10 +83,11 @@ pub mod store;
 mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::Config;
-pub use engine::{SessionView, SweepReport};
+pub use engine::{SessionView, SweepReport, Version};
 pub use error::Error;
 pub use id::{DocKey, NodeId, ParseIdError, SessionId};
 pub use node::Node;

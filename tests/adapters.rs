@@ -219,6 +219,163 @@ async fn two_nodes(bin: &str) {
     }
 }
 
+/// Three peers of `bin` in a full mesh, replicating in `mode`.
+async fn three(bin: &str, mode: &str) -> (Vec<PeerProcess>, Vec<tempfile::TempDir>) {
+    let key = "6b".repeat(32);
+    let ports = [free_port(), free_port(), free_port()];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut procs = Vec::new();
+    for i in 0..3 {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{}", ports[i]),
+            "--cluster-key".to_owned(),
+            key.clone(),
+            "--replication".to_owned(),
+            mode.to_owned(),
+        ];
+        for (j, port) in ports.iter().enumerate() {
+            if j != i {
+                args.extend(["--peer".to_owned(), format!("/ip4/127.0.0.1/tcp/{port}")]);
+            }
+        }
+        procs.push(PeerProcess::start_example(bin, dirs[i].path(), &args).await);
+    }
+    let client = Client::new();
+    for p in &procs {
+        eventually("connected", || async {
+            let c: Value = client
+                .get(format!("{}/cluster", p.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            c["peers"].as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+    }
+    (procs, dirs)
+}
+
+/// The three-node scenarios start nine processes' worth of work; one at a
+/// time keeps them from starving each other on a small machine.
+static THREE_AT_ONCE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sends what `request` builds, again after a short pause while the node
+/// answers `503` (it cannot serve the state the user has seen yet: a
+/// browser or balancer retries). Returns the answer and the retries.
+async fn retrying(request: impl Fn() -> reqwest::RequestBuilder) -> (reqwest::Response, usize) {
+    for retries in 0..50 {
+        let r = request().send().await.unwrap();
+        if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+            return (r, retries);
+        }
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("still 503 after 50 tries");
+}
+
+/// A user behind a round-robin balancer: writes on node i, reads at once on
+/// node i+1, while four other users keep the cluster busy. Every read shows
+/// the user's own last write (none missed, none older than an earlier read),
+/// and read-modify-write increments through the nodes add up exactly.
+async fn read_your_writes(bin: &str, mode: &str) {
+    const ROUNDS: usize = 400;
+    let _one = THREE_AT_ONCE.lock().await;
+    let (procs, _dirs) = three(bin, mode).await;
+    let bases: Vec<String> = procs.iter().map(|p| p.base.clone()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for w in 0..4 {
+        let (bases, stop) = (bases.clone(), std::sync::Arc::clone(&stop));
+        load.push(tokio::spawn(async move {
+            let http = Client::builder().cookie_store(true).build().unwrap();
+            let started = std::time::Instant::now();
+            for n in 0..5_000usize {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || started.elapsed() > std::time::Duration::from_secs(120)
+                {
+                    break;
+                }
+                let base = &bases[(n + w) % 3];
+                let _ = http
+                    .put(format!("{base}/session/k{}", n % 20))
+                    .body(n.to_string())
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    let user = Client::builder().cookie_store(true).build().unwrap();
+    let (mut misses, mut back_in_time, mut last) = (Vec::new(), Vec::new(), -1i64);
+    let mut unavailable = 0;
+    for i in 0..ROUNDS {
+        let (put, retries) = retrying(|| {
+            user.put(format!("{}/session/v", bases[i % 3]))
+                .body(i.to_string())
+        })
+        .await;
+        unavailable += retries;
+        assert_eq!(
+            put.status(),
+            StatusCode::NO_CONTENT,
+            "{bin} {mode}: write {i}"
+        );
+        let (got, retries) = retrying(|| user.get(format!("{}/session", bases[(i + 1) % 3]))).await;
+        unavailable += retries;
+        assert_eq!(got.status(), StatusCode::OK, "{bin} {mode}: read {i}");
+        let v = got.json::<Value>().await.unwrap()["v"]
+            .as_i64()
+            .unwrap_or(-1);
+        if v != i64::try_from(i).unwrap() {
+            misses.push((i, v));
+        }
+        if v < last {
+            back_in_time.push((i, last, v));
+        }
+        last = last.max(v);
+    }
+    for n in 0..60 {
+        let (r, retries) = retrying(|| user.post(format!("{}/session/n/incr", bases[n % 3]))).await;
+        unavailable += retries;
+        assert_eq!(r.status(), StatusCode::OK, "{bin} {mode}: increment {n}");
+    }
+    eprintln!(
+        "{bin} {mode}: {unavailable} answers of 503, retried, in {} requests",
+        2 * ROUNDS + 60
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert!(
+        misses.is_empty(),
+        "{bin} {mode}: {} of {ROUNDS} reads missed the user's write: {misses:?}",
+        misses.len()
+    );
+    assert!(
+        back_in_time.is_empty(),
+        "{bin} {mode}: reads back in time: {back_in_time:?}"
+    );
+    for base in &bases {
+        let all: Value = user
+            .get(format!("{base}/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            all["n"], 60,
+            "{bin} {mode}: increments through the nodes add up"
+        );
+    }
+}
+
 macro_rules! suite {
     ($name:ident, $bin:expr) => {
         mod $name {
@@ -230,6 +387,16 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn two_nodes() {
                 super::two_nodes($bin).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn read_your_writes_sync() {
+                super::read_your_writes($bin, "sync").await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn read_your_writes_async() {
+                super::read_your_writes($bin, "async").await;
             }
         }
     };

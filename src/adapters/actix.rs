@@ -18,7 +18,9 @@
 //!
 //! actix-session keeps every value as JSON text; the store keeps them as
 //! JSON values, so the other paths read the same attributes. See [the
-//! adapters module](super) for how concurrent updates merge.
+//! adapters module](super) for how concurrent updates merge. With several
+//! nodes behind a balancer, wrap [`TokenMiddleware`] outside the session
+//! middleware: a user then sees their own writes on every node.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,7 +28,9 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use actix_web::cookie::time::Duration;
 use serde_json::Value;
 
+pub use super::actix_token::{TokenMiddleware, TokenService};
 use super::diff::{self, BASE_KEY};
+use super::token;
 use crate::doc::{ExpiryMode, Op};
 use crate::{Error, Node, SessionId};
 
@@ -97,14 +101,15 @@ impl SessionStore for MeshStore {
         let Some(id) = id_of(session_key) else {
             return Ok(None);
         };
-        let Some(view) = self
-            .node
-            .load(&id)
-            .await
-            .map_err(|e| LoadError::Other(other(&e)))?
+        let seen = token::seen(&self.node, &id);
+        let Some(view) = self.node.load_seen(&id, seen.as_ref()).await.map_err(|e| {
+            token::failed(&e);
+            LoadError::Other(other(&e))
+        })?
         else {
             return Ok(None);
         };
+        token::shown(&self.node, &id, &view);
         let mut state: HashMap<String, String> = view
             .attributes
             .iter()
@@ -128,7 +133,10 @@ impl SessionStore for MeshStore {
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::random();
             match self.node.create(&id, &ops).await {
-                Ok(_) => return key_of(id).map_err(SaveError::Other),
+                Ok(view) => {
+                    token::shown(&self.node, &id, &view);
+                    return key_of(id).map_err(SaveError::Other);
+                }
                 Err(Error::IdCollision) => {}
                 Err(e) => return Err(SaveError::Other(other(&e))),
             }
@@ -153,8 +161,15 @@ impl SessionStore for MeshStore {
         let mut ops = diff::ops(&data);
         ops.push(expiry(ttl));
         match self.node.commit(&id, &ops).await {
-            // `None`: ended meanwhile by another request; the end wins.
-            Ok(_) => Ok(session_key),
+            Ok(Some(view)) => {
+                token::shown(&self.node, &id, &view);
+                Ok(session_key)
+            }
+            // Ended meanwhile by another request; the end wins.
+            Ok(None) => {
+                token::ended();
+                Ok(session_key)
+            }
             Err(e) => Err(UpdateError::Other(other(&e))),
         }
     }
@@ -168,7 +183,13 @@ impl SessionStore for MeshStore {
             return Ok(());
         };
         // A load is an access: it advances this node's last-access register.
-        if let Some(view) = self.node.load(&id).await.map_err(|e| other(&e))? {
+        let seen = token::seen(&self.node, &id);
+        let loaded = self.node.load_seen(&id, seen.as_ref()).await.map_err(|e| {
+            token::failed(&e);
+            other(&e)
+        })?;
+        if let Some(view) = loaded {
+            token::shown(&self.node, &id, &view);
             if view.max_idle_ms != ttl_ms(ttl) {
                 self.node
                     .commit(&id, &[expiry(ttl)])
@@ -185,6 +206,7 @@ impl SessionStore for MeshStore {
                 .commit(&id, &[Op::Invalidate])
                 .await
                 .map_err(|e| other(&e))?;
+            token::ended();
         }
         Ok(())
     }

@@ -26,10 +26,16 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "actix")]
+mod actix_token;
 #[cfg(any(feature = "tower-sessions", feature = "actix"))]
 mod diff;
+#[cfg(any(feature = "tower-sessions", feature = "actix"))]
+mod token;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
+#[cfg(feature = "tower-sessions")]
+mod tower_token;
 
 #[cfg(any(feature = "tower-sessions", feature = "actix"))]
 pub use diff::BASE_KEY;

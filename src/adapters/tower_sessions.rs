@@ -21,7 +21,9 @@
 //! # }
 //! ```
 //!
-//! See [the adapters module](super) for how concurrent saves merge.
+//! See [the adapters module](super) for how concurrent saves merge. With
+//! several nodes behind a balancer, add [`TokenLayer`] outside the session
+//! layer: a user then sees their own writes on every node.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::diff::{self, BASE_KEY};
+use super::token;
+pub use super::tower_token::{TokenLayer, TokenService};
 use crate::doc::{ExpiryMode, Op};
 use crate::{Error, Node, SessionId, SessionView};
 
@@ -136,8 +140,12 @@ impl SessionStore for MeshStore {
         // everything is written, not just the changes.
         let ops = record_ops(record, true);
         for attempt in 0..CREATE_ATTEMPTS {
-            match self.node.create(&sid(&record.id), &ops).await {
-                Ok(_) => return Ok(()),
+            let id = sid(&record.id);
+            match self.node.create(&id, &ops).await {
+                Ok(view) => {
+                    token::shown(&self.node, &id, &view);
+                    return Ok(());
+                }
                 Err(Error::IdCollision) if attempt + 1 < CREATE_ATTEMPTS => {
                     record.id = Id::default();
                 }
@@ -151,12 +159,17 @@ impl SessionStore for MeshStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let ops = record_ops(record, false);
-        match self.node.commit(&sid(&record.id), &ops).await {
-            Ok(Some(_)) => Ok(()),
+        let id = sid(&record.id);
+        match self.node.commit(&id, &ops).await {
+            Ok(Some(view)) => {
+                token::shown(&self.node, &id, &view);
+                Ok(())
+            }
             // Ended meanwhile (invalidated or rotated by another request):
             // the end wins over this write.
             Ok(None) => {
                 tracing::debug!("save to a session that ended meanwhile; the end wins");
+                token::ended();
                 Ok(())
             }
             Err(e) => Err(backend(&e)),
@@ -164,11 +177,15 @@ impl SessionStore for MeshStore {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        let view = self
-            .node
-            .load(&sid(session_id))
-            .await
-            .map_err(|e| backend(&e))?;
+        let id = sid(session_id);
+        let seen = token::seen(&self.node, &id);
+        let view = self.node.load_seen(&id, seen.as_ref()).await.map_err(|e| {
+            token::failed(&e);
+            backend(&e)
+        })?;
+        if let Some(view) = &view {
+            token::shown(&self.node, &id, view);
+        }
         Ok(view.map(|v| to_record(*session_id, v, self.node.now_ms())))
     }
 
@@ -177,6 +194,7 @@ impl SessionStore for MeshStore {
             .commit(&sid(session_id), &[Op::Invalidate])
             .await
             .map_err(|e| backend(&e))?;
+        token::ended();
         Ok(())
     }
 }

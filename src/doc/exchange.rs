@@ -15,6 +15,26 @@ impl SessionDoc {
         self.doc.get_heads()
     }
 
+    /// The current heads, sorted: a canonical name of the state.
+    pub fn sorted_heads(&mut self) -> Vec<ChangeHash> {
+        let mut heads = self.doc.get_heads();
+        heads.sort_unstable();
+        heads
+    }
+
+    /// Whether the document holds every change in `hashes` (applied, not
+    /// merely received and waiting for a dependency).
+    pub fn has_changes(&mut self, hashes: &[ChangeHash]) -> bool {
+        if self.has_missing_deps() {
+            // Changes wait in the queue: ask for each one exactly.
+            return hashes
+                .iter()
+                .all(|h| self.doc.get_change_meta_by_hash(h).is_some());
+        }
+        // Nothing queued: a hash is missing exactly when it is not applied.
+        self.doc.get_missing_deps(hashes).is_empty()
+    }
+
     /// The whole document, compacted.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()

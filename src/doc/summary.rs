@@ -2,7 +2,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::legacy::{Key, ObjectId};
 
-use automerge::{ReadDoc, ScalarValueRef, ValueRef, ROOT};
+use automerge::transaction::Transactable as _;
+use automerge::{ChangeHash, ReadDoc, ScalarValueRef, ValueRef, ROOT};
 
 use super::layout::{
     attribute_of, prefix_range, ABSOLUTE, CREATED, EXPIRY, INVALIDATED, MAX_IDLE, META, SUCCESSOR,
@@ -40,6 +41,8 @@ pub struct Summary {
     pub deadline: Option<Millis>,
     /// `Invalidated` or `Rotated` once the session has ended for good.
     pub ended: Option<Status>,
+    /// The document's heads (sorted): which state this summary describes.
+    pub heads: Vec<ChangeHash>,
 }
 
 impl Summary {
@@ -115,7 +118,7 @@ impl Summary {
     /// [`Error::Corrupt`] for a foreign attribute value.
     pub fn refresh<'k>(
         &mut self,
-        doc: &SessionDoc,
+        doc: &mut SessionDoc,
         written: impl IntoIterator<Item = &'k str>,
     ) -> Result<(), Error> {
         let mut names = BTreeSet::new();
@@ -140,6 +143,8 @@ impl Summary {
         }
         if meta {
             *self = doc.summary_with(std::mem::take(&mut self.attributes));
+        } else if doc.doc.pending_ops() == 0 {
+            self.heads = doc.sorted_heads();
         }
         Ok(())
     }
@@ -150,7 +155,11 @@ impl Summary {
     /// # Errors
     ///
     /// [`Error::Corrupt`] for a foreign attribute value.
-    pub fn update(&mut self, doc: &SessionDoc, written: Option<&[String]>) -> Result<(), Error> {
+    pub fn update(
+        &mut self,
+        doc: &mut SessionDoc,
+        written: Option<&[String]>,
+    ) -> Result<(), Error> {
         match written {
             Some(keys) => self.refresh(doc, keys.iter().map(String::as_str)),
             None => {
@@ -194,13 +203,22 @@ impl SessionDoc {
     /// # Errors
     ///
     /// [`Error::Corrupt`] for a foreign attribute value.
-    pub fn summary(&self) -> Result<Summary, Error> {
-        Ok(self.summary_with(self.attributes()?))
+    pub fn summary(&mut self) -> Result<Summary, Error> {
+        let attributes = self.attributes()?;
+        Ok(self.summary_with(attributes))
     }
 
     /// A summary of `attributes` and the document's metadata, read in one
     /// pass over the `meta/` keys.
-    fn summary_with(&self, attributes: BTreeMap<String, serde_json::Value>) -> Summary {
+    fn summary_with(&mut self, attributes: BTreeMap<String, serde_json::Value>) -> Summary {
+        // Reading the heads commits pending operations; a summary of an
+        // uncommitted state (a size check before the commit) has none, and
+        // the commit's own refresh fills them in.
+        let heads = if self.doc.pending_ops() == 0 {
+            self.sorted_heads()
+        } else {
+            Vec::new()
+        };
         let mut rare_end = false;
         let (mut created, mut touched) = (None, None::<Millis>);
         let (mut max_idle_ms, mut absolute_expiry_ms) = (0, 0);
@@ -241,6 +259,7 @@ impl SessionDoc {
             // Rare: read exactly as `status` reads it (invalidation on any
             // branch of a conflict).
             ended: if rare_end { self.ended() } else { None },
+            heads,
         }
     }
 }

@@ -7,7 +7,7 @@ use automerge::sync;
 use super::replica::{Applied, Step};
 use super::requests::Loaded;
 use super::shared::{Pushes, Shared, Wrap};
-use super::view::{SessionView, SweepReport};
+use super::view::{SessionView, SweepReport, Version};
 use super::{replica, requests, sweep};
 use crate::clock::Millis;
 use crate::doc::Op;
@@ -57,11 +57,22 @@ impl Engine {
         self.shared.now()
     }
 
-    /// The session `key` as a request sees it; advances this node's
-    /// last-access register when it is due.
-    pub(crate) fn load(&self, key: DocKey) -> Result<(Loaded, Pushes), Error> {
+    /// The session `key` as a request sees it, checked against `seen` (the
+    /// state the client has seen); advances this node's last-access register
+    /// when it is due.
+    pub(crate) fn load(
+        &self,
+        key: DocKey,
+        seen: Option<&Version>,
+    ) -> Result<(Loaded, Pushes), Error> {
         self.check_open()?;
-        requests::load(&self.shared, key)
+        requests::load(&self.shared, key, seen)
+    }
+
+    /// Whether this node holds every change of `seen` for `key`.
+    pub(crate) fn holds(&self, key: DocKey, seen: &Version) -> Result<bool, Error> {
+        self.check_open()?;
+        requests::holds(&self.shared, key, seen)
     }
 
     /// Creates session `key` and applies `ops`.

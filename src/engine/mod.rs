@@ -36,4 +36,4 @@ pub(crate) use handle::Engine;
 pub(crate) use replica::{Applied, Step};
 pub(crate) use requests::Loaded;
 pub(crate) use shared::{Pushes, Wrap};
-pub use view::{SessionView, SweepReport};
+pub use view::{SessionView, SweepReport, Version};

@@ -49,7 +49,7 @@ fn absorb<R>(
         let was_missing = match state {
             SlotState::Tombstone { ended } => return Ok(Err(*ended)),
             SlotState::Missing => {
-                let doc = SessionDoc::empty(shared.actor());
+                let mut doc = SessionDoc::empty(shared.actor());
                 let summary = doc.summary()?;
                 *state = SlotState::Doc {
                     doc,

@@ -28,8 +28,8 @@ pub(super) fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
 
 /// The live session `key` as a request would see it.
 pub(super) fn live(engine: &Engine, key: DocKey) -> Option<SessionView> {
-    match engine.load(key).unwrap().0 {
-        Loaded::Live(view) => Some(view),
+    match engine.load(key, None).unwrap().0 {
+        Loaded::Live(view) | Loaded::Behind(view) => Some(view),
         Loaded::Gone | Loaded::Missing => None,
     }
 }

@@ -9,7 +9,7 @@ use automerge::ChangeHash;
 
 use super::shared::{ms, Pushes, Shared};
 use super::slots::with_slot;
-use super::view::SessionView;
+use super::view::{SessionView, Version};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
@@ -20,21 +20,31 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) enum Loaded {
     Live(SessionView),
+    /// Live here, but older than the state the caller has seen: it lacks
+    /// some of the changes of that version.
+    Behind(SessionView),
     /// Known here, but expired, invalidated, rotated or tombstoned.
     Gone,
     /// Never heard of: peers may know it.
     Missing,
 }
 
-pub(crate) fn load(shared: &Shared, key: DocKey) -> Result<(Loaded, Pushes), Error> {
+/// The live session `key`, checked against `seen` (the state the client
+/// has seen, if it says), recording an access when one is due.
+pub(crate) fn load(
+    shared: &Shared,
+    key: DocKey,
+    seen: Option<&Version>,
+) -> Result<(Loaded, Pushes), Error> {
     // A document evicted from the cache left its summary: enough for a read
-    // that records no access.
+    // that records no access, when its heads show it holds what was seen.
     let now = shared.now();
     let kept = shared.cache().with_kept(key, |summary| {
         if summary.status(now) != Status::Live {
             return Some(Loaded::Gone);
         }
-        (!shared.touch_due(summary, now)).then(|| Loaded::Live(SessionView::of(summary)))
+        let fresh = seen.is_none_or(|v| v.within(&summary.heads));
+        (fresh && !shared.touch_due(summary, now)).then(|| Loaded::Live(SessionView::of(summary)))
     });
     if let Some(Some(found)) = kept {
         return Ok((found, Vec::new()));
@@ -51,6 +61,7 @@ pub(crate) fn load(shared: &Shared, key: DocKey) -> Result<(Loaded, Pushes), Err
         if summary.status(now) != Status::Live {
             return Ok((Loaded::Gone, Vec::new()));
         }
+        let fresh = seen.is_none_or(|v| v.within(&summary.heads) || doc.has_changes(v.heads()));
         let mut pushes = Vec::new();
         if shared.touch_due(summary, now) {
             let heads = doc.heads();
@@ -59,10 +70,32 @@ pub(crate) fn load(shared: &Shared, key: DocKey) -> Result<(Loaded, Pushes), Err
                 pushes.push((key, chunk));
             }
         }
-        Ok((
-            live_view(state, now).map_or(Loaded::Gone, Loaded::Live),
-            pushes,
-        ))
+        let found = match live_view(state, now) {
+            Some(view) if fresh => Loaded::Live(view),
+            Some(view) => Loaded::Behind(view),
+            None => Loaded::Gone,
+        };
+        Ok((found, pushes))
+    })
+}
+
+/// Whether this node holds every change of `seen` for `key` (without
+/// recording an access).
+pub(crate) fn holds(shared: &Shared, key: DocKey, seen: &Version) -> Result<bool, Error> {
+    if shared
+        .cache()
+        .with_kept(key, |summary| seen.within(&summary.heads))
+        == Some(true)
+    {
+        return Ok(true);
+    }
+    with_slot(shared, key, |state| {
+        Ok(match state {
+            SlotState::Doc { doc, summary, .. } => {
+                seen.within(&summary.heads) || doc.has_changes(seen.heads())
+            }
+            _ => false,
+        })
     })
 }
 

@@ -203,7 +203,7 @@ impl Shared {
             Stored::Missing => SlotState::Missing,
             Stored::Tombstone { ended } => SlotState::Tombstone { ended },
             Stored::Doc { bytes, record } => {
-                let doc =
+                let mut doc =
                     SessionDoc::load(&bytes, self.actor()).map_err(crate::store::Error::from)?;
                 let summary = doc.summary().map_err(crate::store::Error::from)?;
                 SlotState::Doc {

@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 
+use automerge::ChangeHash;
+
 use crate::clock::Millis;
 use crate::doc::{ExpiryMode, Summary};
 
@@ -15,6 +17,13 @@ pub struct SessionView {
     pub max_idle_ms: u64,
     /// Absolute deadline in ms since the epoch (0 = none).
     pub absolute_expiry_ms: Millis,
+    /// Which state of the session this is: what a session token records
+    /// (see [`Node::token`](crate::Node::token)).
+    pub version: Version,
+    /// `true` when this node could not catch up to what the client had seen
+    /// (its token) within the bound, and serves what it has because the
+    /// network's stale-read policy says so.
+    pub behind: bool,
 }
 
 impl SessionView {
@@ -24,7 +33,43 @@ impl SessionView {
             expiry: summary.expiry,
             max_idle_ms: summary.max_idle_ms,
             absolute_expiry_ms: summary.absolute_expiry_ms,
+            version: Version::new(summary.heads.clone()),
+            behind: false,
         }
+    }
+}
+
+/// One state of a session, as the set of its latest changes (automerge's
+/// heads). A state includes another when it holds every change of it;
+/// comparing versions for equality tells whether two views are the same
+/// state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Version(Vec<ChangeHash>);
+
+impl Version {
+    /// At most this many heads are kept: a session written concurrently by
+    /// more writers than that at once keeps the first ones (sorted), a lower
+    /// bound of the state.
+    pub(crate) const MAX_HEADS: usize = 8;
+
+    /// The version of a state with `heads` (in any order).
+    pub(crate) fn new(mut heads: Vec<ChangeHash>) -> Self {
+        heads.sort_unstable();
+        heads.dedup();
+        heads.truncate(Self::MAX_HEADS);
+        Self(heads)
+    }
+
+    /// The heads, sorted.
+    pub(crate) fn heads(&self) -> &[ChangeHash] {
+        &self.0
+    }
+
+    /// Whether the state with `heads` (sorted) holds at least this one,
+    /// judged from the heads alone: `true` when every head of this version
+    /// is one of them. `false` means "cannot tell": ask the document.
+    pub(crate) fn within(&self, heads: &[ChangeHash]) -> bool {
+        self.0.iter().all(|h| heads.binary_search(h).is_ok())
     }
 }
 

@@ -3,6 +3,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 use tower_cookies::cookie::time::Duration;
@@ -11,6 +12,10 @@ use tower_cookies::{CookieManager, Cookies};
 
 use super::{CookieConfig, Expiry, Session};
 use crate::{Error, Node};
+
+/// The header on a response served from an older state than the client had
+/// seen (under [`StaleReads::Serve`](crate::net::StaleReads::Serve)).
+pub const STALE_HEADER: &str = "x-session-stale";
 
 /// The session middleware: put it around an axum `Router` (or any tower
 /// service) and handlers get a [`Session`]. A cheap `Clone` of its
@@ -106,6 +111,14 @@ impl SessionLayer {
         self.edit(|c| c.expiry = Some(expiry))
     }
 
+    /// The name of the session-token cookie (default: the session cookie's
+    /// name followed by `_seen`).
+    #[must_use]
+    pub fn with_token_name(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.edit(|c| c.token_name = Some(name))
+    }
+
     /// Signs the cookie with `key`: a tampered or foreign cookie reads as no
     /// session.
     #[must_use]
@@ -167,11 +180,30 @@ where
                 tracing::error!("SessionService runs without tower-cookies' CookieManager");
                 return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
             };
-            let session = Session::new(node, config.read(&cookies), config.expiry);
+            let id = config.read(&cookies);
+            let token = config.read_token(&cookies);
+            let seen = id
+                .zip(token.as_deref())
+                .and_then(|(id, t)| node.read_token(&id, t));
+            let session = Session::new(node, id, seen, config.expiry);
             req.extensions_mut().insert(session.clone());
-            let response = inner.call(req).await?;
-            match session.finish(&cookies, &config).await {
-                Ok(()) => Ok(response),
+            let mut response = inner.call(req).await?;
+            match session.finish(&cookies, &config, token.is_some()).await {
+                Ok(behind) => {
+                    if behind {
+                        response
+                            .headers_mut()
+                            .insert(STALE_HEADER, HeaderValue::from_static("true"));
+                    }
+                    Ok(response)
+                }
+                Err(Error::Behind { .. } | Error::Unreachable) => {
+                    let mut response = status(StatusCode::SERVICE_UNAVAILABLE);
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    Ok(response)
+                }
                 Err(Error::TooLarge { size, limit }) => {
                     tracing::warn!(size, limit, "session over its size limit; writes refused");
                     Ok(status(StatusCode::PAYLOAD_TOO_LARGE))

@@ -29,6 +29,26 @@ pub enum SyncPolicy {
     Fail,
 }
 
+/// What a node does with a request whose session token says the client has
+/// seen a newer state than this node holds, when catching up (waiting for
+/// the change in flight, then pulling it from peers) did not succeed within
+/// the catch-up bound. A session the node does not hold at all while the
+/// token proves it exists is never served as a fresh one: that is always
+/// [`Error::Unreachable`](crate::Error::Unreachable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StaleReads {
+    /// Refuse with [`Error::Behind`](crate::Error::Behind): the HTTP layer
+    /// answers `503 Service Unavailable` with `Retry-After`, and the client
+    /// (or the balancer) tries again. The default: a user never sees their
+    /// own write vanish.
+    #[default]
+    Refuse,
+    /// Serve the older state, marked as such
+    /// ([`SessionView::behind`](crate::SessionView::behind); the HTTP layer
+    /// adds the response header `x-session-stale: true`).
+    Serve,
+}
+
 /// The network settings of a node.
 ///
 /// # Examples
@@ -55,6 +75,8 @@ pub struct Config {
     pub(super) fetch_timeout: Duration,
     pub(super) anti_entropy_interval: Duration,
     pub(super) request_timeout: Duration,
+    pub(super) catch_up: Duration,
+    pub(super) stale_reads: StaleReads,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +94,8 @@ impl std::fmt::Debug for Config {
             .field("fetch_timeout", &self.fetch_timeout)
             .field("anti_entropy_interval", &self.anti_entropy_interval)
             .field("request_timeout", &self.request_timeout)
+            .field("catch_up", &self.catch_up)
+            .field("stale_reads", &self.stale_reads)
             .finish()
     }
 }
@@ -93,6 +117,8 @@ impl Config {
             fetch_timeout: Duration::from_millis(500),
             anti_entropy_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            catch_up: Duration::from_millis(100),
+            stale_reads: StaleReads::Refuse,
         }
     }
 
@@ -182,6 +208,40 @@ impl Config {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+
+    /// How long a request may wait for this node to catch up to the state
+    /// its session token says the client has seen (100 ms): first for the
+    /// change already on its way, then pulling it from the peers once.
+    #[must_use]
+    pub fn with_catch_up(mut self, bound: Duration) -> Self {
+        self.catch_up = bound;
+        self
+    }
+
+    /// What to do when catching up did not succeed in time (refuse, by
+    /// default).
+    #[must_use]
+    pub fn with_stale_reads(mut self, policy: StaleReads) -> Self {
+        self.stale_reads = policy;
+        self
+    }
+
+    /// The catch-up bound.
+    #[must_use]
+    pub fn catch_up(&self) -> Duration {
+        self.catch_up
+    }
+
+    /// The stale-read policy.
+    #[must_use]
+    pub fn stale_reads(&self) -> StaleReads {
+        self.stale_reads
+    }
+
+    /// The cluster key (a secret: never log it).
+    pub(crate) fn cluster_key(&self) -> &[u8; 32] {
+        &self.cluster_key
     }
 
     /// The replication mode.

@@ -42,7 +42,7 @@ pub mod wire;
 mod wire;
 
 pub(crate) use command::{Handler, PeerEvent};
-pub use config::{Config, Replication, SyncPolicy};
+pub use config::{Config, Replication, StaleReads, SyncPolicy};
 pub use error::Error;
 pub(crate) use handle::Network;
 pub(crate) use identity::load_or_create_identity;

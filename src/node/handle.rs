@@ -5,9 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use crate::clock::Millis;
 use crate::doc::Op;
-use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Wrap};
+use tokio::time::Instant;
+
+use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Version, Wrap};
 use crate::id::{NodeId, SessionId};
-use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
+use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, StaleReads, Transport};
 use crate::replicator::{Inbound, Replicator};
 use crate::store::{Durability, IDENTITY_FILE};
 use crate::tasks::{blocking, Tasks};
@@ -283,20 +285,125 @@ impl Node {
     /// be persisted; [`Error::Shutdown`].
     pub async fn load(&self, id: &SessionId) -> Result<Option<SessionView>, Error> {
         let key = id.doc_key();
-        let (found, pushes) = self.run(|e| e.load(key))?;
+        let (found, pushes) = self.run(|e| e.load(key, None))?;
         self.push(pushes, false).await?;
         match (found, self.replicator()) {
-            (Loaded::Live(view), _) => Ok(Some(view)),
+            (Loaded::Live(view) | Loaded::Behind(view), _) => Ok(Some(view)),
             (Loaded::Missing, Some(repl)) => {
                 repl.fetch(key).await;
-                let (found, pushes) = self.run(|e| e.load(key))?;
+                let (found, pushes) = self.run(|e| e.load(key, None))?;
                 self.push(pushes, false).await?;
                 Ok(match found {
-                    Loaded::Live(view) => Some(view),
+                    Loaded::Live(view) | Loaded::Behind(view) => Some(view),
                     _ => None,
                 })
             }
             (Loaded::Gone | Loaded::Missing, _) => Ok(None),
+        }
+    }
+
+    /// [`load`](Self::load), at least as new as `seen`: the state the
+    /// client's session token says it has seen (see
+    /// [`read_token`](Self::read_token)). When this node is behind, it waits
+    /// for the changes on their way, then pulls them from its peers (once),
+    /// within the network's catch-up bound; past it, the stale-read policy
+    /// decides. Without `seen`, or on a node that does not replicate, this is
+    /// [`load`](Self::load).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Behind`] when the node could not catch up in time and the
+    /// policy refuses stale reads; [`Error::Unreachable`] when the node does
+    /// not hold the session at all and no reachable peer does, though the
+    /// token proves it exists; as [`load`](Self::load) otherwise.
+    pub async fn load_seen(
+        &self,
+        id: &SessionId,
+        seen: Option<&Version>,
+    ) -> Result<Option<SessionView>, Error> {
+        let (Some(seen), Some(repl)) = (seen, self.replicator()) else {
+            return self.load(id).await;
+        };
+        let key = id.doc_key();
+        let started = Instant::now();
+        let bound = repl.config().catch_up();
+        let (deadline, first_wait) = (started + bound, started + bound / 4);
+        let mut arrivals = repl.arrivals();
+        let (mut pulled, mut gone_elsewhere) = (false, false);
+        let behind = loop {
+            let (found, pushes) = self.run(|e| e.load(key, Some(seen)))?;
+            self.push(pushes, false).await?;
+            let behind = match found {
+                Loaded::Live(view) => return Ok(Some(view)),
+                Loaded::Gone => return Ok(None),
+                Loaded::Missing if gone_elsewhere => return Ok(None),
+                Loaded::Behind(view) => Some(view),
+                Loaded::Missing => None,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                break behind;
+            }
+            if !pulled && now >= first_wait {
+                // The change did not arrive by itself: ask the peers, once.
+                pulled = true;
+                let engine = self.engine();
+                gone_elsewhere = repl
+                    .pull(key, deadline, || engine.holds(key, seen).unwrap_or(false))
+                    .await;
+                continue;
+            }
+            let until = if pulled { deadline } else { first_wait };
+            if let Ok(Err(_closed)) = tokio::time::timeout_at(until, arrivals.changed()).await {
+                tokio::time::sleep_until(until).await;
+            }
+        };
+        let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match (behind, repl.config().stale_reads()) {
+            (Some(mut view), StaleReads::Serve) => {
+                tracing::warn!(session = %key.short(), waited_ms, "serving an older state than the client saw");
+                view.behind = true;
+                Ok(Some(view))
+            }
+            (Some(_), StaleReads::Refuse) => {
+                tracing::warn!(session = %key.short(), waited_ms, "behind the client's token; refused");
+                Err(Error::Behind { waited_ms })
+            }
+            (None, _) => {
+                tracing::warn!(session = %key.short(), waited_ms, "a session the client's token proves is not reachable; refused");
+                Err(Error::Unreachable)
+            }
+        }
+    }
+
+    /// The session token for `version` of session `id`: what a client keeps
+    /// beside its session cookie so that any node serves it at least that
+    /// state (the HTTP layer and the adapters' token layer set it). `None`
+    /// on a node that does not replicate: one node is always current.
+    #[must_use]
+    pub fn token(&self, id: &SessionId, version: &Version) -> Option<String> {
+        let repl = self.replicator()?;
+        Some(repl.token_key().issue(id.doc_key(), version, self.now_ms()))
+    }
+
+    /// What a session token says the client has seen of session `id`.
+    /// `None` (no guarantee asked for) for a token that is malformed,
+    /// forged, made for another session or another cluster, older than the
+    /// tombstone GC horizon or issued in the future — none of which can make
+    /// a node wait or ask its peers for anything.
+    #[must_use]
+    pub fn read_token(&self, id: &SessionId, token: &str) -> Option<Version> {
+        let repl = self.replicator()?;
+        let max_age = u64::try_from(self.config().gc_horizon().as_millis()).unwrap_or(u64::MAX);
+        match repl
+            .token_key()
+            .read(id.doc_key(), token, self.now_ms(), max_age)
+        {
+            Ok(version) => Some(version),
+            Err(why) => {
+                tracing::debug!(session = %id.doc_key().short(), ?why, "session token ignored");
+                None
+            }
         }
     }
 

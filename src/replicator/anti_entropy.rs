@@ -7,7 +7,7 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 
-use super::exchange::Exchange;
+use super::exchange::{Exchange, Outcome};
 use crate::id::DocKey;
 use crate::net::{self, DigestEntry, Request, Response};
 use crate::tasks::blocking;
@@ -77,8 +77,8 @@ async fn round(exchange: &Exchange, peer: PeerId) -> Result<(), Error> {
 async fn sync_batch(exchange: &Exchange, peer: PeerId, batch: &[DocKey]) {
     match exchange.sync_docs(peer, batch).await {
         Ok(outcome) => {
-            for (key, why) in batch.iter().zip(outcome) {
-                if let Some(why) = why {
+            for (key, outcome) in batch.iter().zip(outcome) {
+                if let Outcome::Stopped(why) = outcome {
                     tracing::debug!(%peer, session = %key.short(), why, "sync stopped");
                 }
             }

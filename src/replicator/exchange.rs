@@ -34,6 +34,17 @@ pub(crate) struct Exchange {
     pub(super) states: Arc<SyncStates>,
 }
 
+/// How the exchange about one document ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Neither side had anything more to send.
+    Done,
+    /// The peer holds the session as dead (a tombstone).
+    Gone,
+    /// It stopped early, for this reason.
+    Stopped(String),
+}
+
 fn unexpected(peer: PeerId, what: &str) -> Error {
     net::Error::Request {
         peer,
@@ -43,27 +54,25 @@ fn unexpected(peer: PeerId, what: &str) -> Error {
 }
 
 impl Exchange {
-    /// Syncs `key` with `peer` until neither side has anything to send.
-    pub(crate) async fn sync_doc(&self, peer: PeerId, key: DocKey) -> Result<(), Error> {
-        match self.sync_docs(peer, &[key]).await?.first() {
-            Some(Some(reason)) => Err(net::Error::Request {
-                peer,
-                reason: reason.clone(),
-            }
-            .into()),
-            _ => Ok(()),
+    /// Syncs `key` with `peer` until neither side has anything to send;
+    /// `Ok(true)` when the peer holds it as dead.
+    pub(crate) async fn sync_doc(&self, peer: PeerId, key: DocKey) -> Result<bool, Error> {
+        match self.sync_docs(peer, &[key]).await?.pop() {
+            Some(Outcome::Stopped(reason)) => Err(net::Error::Request { peer, reason }.into()),
+            Some(Outcome::Gone) => Ok(true),
+            Some(Outcome::Done) | None => Ok(false),
         }
     }
 
-    /// Syncs every key in `keys` with `peer` at once. Returns, per key, why
-    /// its exchange stopped early (`None` when it completed).
+    /// Syncs every key in `keys` with `peer` at once. Returns how each
+    /// exchange ended.
     pub(crate) async fn sync_docs(
         &self,
         peer: PeerId,
         keys: &[DocKey],
-    ) -> Result<Vec<Option<String>>, Error> {
+    ) -> Result<Vec<Outcome>, Error> {
         let (engine, states) = (&self.engine, &self.states);
-        let mut outcome: Vec<Option<String>> = vec![None; keys.len()];
+        let mut outcome: Vec<Outcome> = vec![Outcome::Done; keys.len()];
         // (index into keys, message to send) for the documents in progress.
         let mut sending: Vec<(usize, Vec<u8>)> = blocking(true, || {
             let mut out = Vec::new();
@@ -71,8 +80,9 @@ impl Exchange {
                 states.reset(peer, *key);
                 match states.step(engine, peer, *key, None) {
                     Ok(Step::Send(msg)) => out.push((n, msg)),
-                    Ok(_) => {}
-                    Err(e) => outcome[n] = Some(e.to_string()),
+                    Ok(Step::Gone { .. }) => outcome[n] = Outcome::Gone,
+                    Ok(Step::Quiet) => {}
+                    Err(e) => outcome[n] = Outcome::Stopped(e.to_string()),
                 }
             }
             out
@@ -104,10 +114,11 @@ impl Exchange {
                 for ((n, _), reply) in sending.iter().zip(replies) {
                     let key = keys[*n];
                     if let Some(reason) = reply.refused {
-                        outcome[*n] = Some(reason);
+                        outcome[*n] = Outcome::Stopped(reason);
                         continue;
                     }
                     if reply.gone {
+                        outcome[*n] = Outcome::Gone;
                         if reply.ended {
                             ended.push(key);
                         }
@@ -116,8 +127,9 @@ impl Exchange {
                     let msg = reply.msg.as_ref().map(|m| m.as_slice());
                     match states.step(engine, peer, key, msg) {
                         Ok(Step::Send(msg)) => next.push((*n, msg)),
-                        Ok(_) => {}
-                        Err(e) => outcome[*n] = Some(e.to_string()),
+                        Ok(Step::Gone { .. }) => outcome[*n] = Outcome::Gone,
+                        Ok(Step::Quiet) => {}
+                        Err(e) => outcome[*n] = Outcome::Stopped(e.to_string()),
                     }
                 }
                 (next, ended)

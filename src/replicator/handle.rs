@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 
 use super::anti_entropy::anti_entropy;
 use super::exchange::Exchange;
@@ -13,7 +14,8 @@ use super::outbox::Outbox;
 use crate::engine::Pushes;
 use crate::id::DocKey;
 use crate::net::{self, Handler, PeerEvent, Replication, Request, Response, SyncPolicy, Transport};
-use crate::tasks::Tasks;
+use crate::tasks::{blocking, Tasks};
+use crate::token::TokenKey;
 use crate::Error;
 
 /// Fetches for unknown ids in flight at most: a flood of forged cookies
@@ -36,6 +38,8 @@ struct Shared {
     tasks: Tasks,
     /// Taken by each fetch on miss (see [`FETCH_SLOTS`]).
     fetch_slots: Arc<Semaphore>,
+    /// Makes and checks session tokens (derived from the cluster key).
+    token: TokenKey,
 }
 
 impl Replicator {
@@ -57,6 +61,7 @@ impl Replicator {
                 exchange,
                 inbound,
                 outbox: Arc::new(Outbox::default()),
+                token: TokenKey::derive(config.cluster_key()),
                 config,
                 tasks: tasks.clone(),
                 fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
@@ -91,6 +96,22 @@ impl Replicator {
                 }
             }
         });
+    }
+
+    /// The replication settings.
+    pub(crate) fn config(&self) -> &net::Config {
+        &self.shared.config
+    }
+
+    /// The key of this cluster's session tokens.
+    pub(crate) fn token_key(&self) -> &TokenKey {
+        &self.shared.token
+    }
+
+    /// A receiver that changes whenever a peer's push or sync round was
+    /// answered here (changes may have arrived).
+    pub(crate) fn arrivals(&self) -> watch::Receiver<u64> {
+        self.shared.inbound.arrivals.subscribe()
     }
 
     /// Answers a peer's request (blocks on storage).
@@ -184,15 +205,31 @@ impl Replicator {
             tracing::debug!(session = %key.short(), "too many fetches in flight; treating the id as unknown");
             return;
         };
+        let deadline = Instant::now() + shared.config.fetch_timeout();
+        self.pull(key, deadline, || false).await;
+    }
+
+    /// Syncs `key` with every connected peer at once, until `done()` says
+    /// enough arrived, every exchange ended, or `deadline`. Returns whether
+    /// a peer holds the session as dead.
+    pub(crate) async fn pull(
+        &self,
+        key: DocKey,
+        deadline: Instant,
+        done: impl Fn() -> bool,
+    ) -> bool {
+        let exchange = &self.shared.exchange;
         let peers = self.peers().await;
-        if peers.is_empty() {
-            return;
+        let mut all: FuturesUnordered<_> =
+            peers.iter().map(|p| exchange.sync_doc(*p, key)).collect();
+        loop {
+            match tokio::time::timeout_at(deadline, all.next()).await {
+                Ok(Some(Ok(true))) => return true,
+                Ok(Some(_)) if blocking(false, &done) => return false,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return false,
+            }
         }
-        let all: FuturesUnordered<_> = peers
-            .iter()
-            .map(|p| shared.exchange.sync_doc(*p, key))
-            .collect();
-        let _ = tokio::time::timeout(shared.config.fetch_timeout(), all.collect::<Vec<_>>()).await;
     }
 
     /// One anti-entropy round with every connected peer, one after another.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 use serde_bytes::ByteArray;
+use tokio::sync::watch;
 
 use super::states::SyncStates;
 use crate::engine::{Applied, Engine, Step};
@@ -18,6 +19,9 @@ use crate::net::{Ack, DigestEntry, Handler, Request, Response, SyncItem, SyncRep
 pub(crate) struct Inbound {
     pub(super) engine: Engine,
     pub(super) states: Arc<SyncStates>,
+    /// Counts the requests that may have brought changes (pushes, sync
+    /// rounds): a request waiting for a change to arrive watches it.
+    pub(super) arrivals: watch::Sender<u64>,
 }
 
 impl Inbound {
@@ -26,6 +30,7 @@ impl Inbound {
         Self {
             engine,
             states: Arc::default(),
+            arrivals: watch::channel(0).0,
         }
     }
 
@@ -106,7 +111,7 @@ impl Inbound {
 
 impl Handler for Inbound {
     fn on_request(&self, peer: PeerId, req: Request) -> Response {
-        match req {
+        let response = match req {
             Request::Push { items } => Response::Acks {
                 acks: items
                     .iter()
@@ -116,8 +121,12 @@ impl Handler for Inbound {
             Request::Sync { items } => Response::Sync {
                 items: items.iter().map(|i| self.answer_sync(peer, i)).collect(),
             },
-            Request::Digest { from, to, entries } => self.answer_digest(&from, &to, &entries),
-        }
+            Request::Digest { from, to, entries } => {
+                return self.answer_digest(&from, &to, &entries)
+            }
+        };
+        self.arrivals.send_modify(|n| *n = n.wrapping_add(1));
+        response
     }
 }
 
@@ -197,7 +206,7 @@ mod tests {
             Response::Differ { .. }
         ));
         // The session is intact and nothing foreign was stored.
-        match engine.load(id.doc_key()).unwrap().0 {
+        match engine.load(id.doc_key(), None).unwrap().0 {
             Loaded::Live(view) => assert_eq!(view.attributes["k"], 1),
             other => panic!("{other:?}"),
         }

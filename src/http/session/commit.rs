@@ -86,14 +86,27 @@ impl Session {
         }
     }
 
-    /// Called by the middleware after the handler: commit, then cookies.
+    /// Called by the middleware after the handler: commit, then cookies
+    /// (the session's and its token's; `had_token`: the request carried a
+    /// token cookie). Returns whether the session was served from an older
+    /// state than the client had seen.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Behind`] / [`Error::Unreachable`] when the session could not
+    /// be served at all (no cookie is touched then); what
+    /// [`save`](Self::save) returns.
     pub(crate) async fn finish(
         &self,
         cookies: &Cookies,
         config: &CookieConfig,
-    ) -> Result<(), Error> {
+        had_token: bool,
+    ) -> Result<bool, Error> {
         let needs_save = {
             let st = self.state();
+            if let Some(why) = st.unavailable {
+                return Err(why.error());
+            }
             !st.pending.is_empty() || st.rotate_to.is_some() || st.is_new
         };
         if needs_save {
@@ -107,7 +120,18 @@ impl Session {
             (None, _, _) if st.remove_cookie => config.remove(cookies),
             _ => {}
         }
-        Ok(())
+        match (st.id, &st.version, st.expiry) {
+            (Some(id), Some(version), Some(expiry))
+                if st.set_cookie || self.inner.seen.as_ref() != Some(version) =>
+            {
+                if let Some(token) = self.inner.node.token(&id, version) {
+                    config.write_token(cookies, token, expiry);
+                }
+            }
+            (None, _, _) if st.remove_cookie && had_token => config.remove_token(cookies),
+            _ => {}
+        }
+        Ok(st.behind)
     }
 
     /// Prepares a write on a session that may not exist yet.

@@ -11,7 +11,7 @@ mod commit;
 
 use super::Expiry;
 use crate::doc::{size_with, ExpiryMode, Op};
-use crate::{Error, Node, SessionId, SessionView};
+use crate::{Error, Node, SessionId, SessionView, Version};
 
 /// Tries to draw an unused id before giving up (a collision of 128 random
 /// bits does not happen by chance; this bounds a broken random source).
@@ -50,6 +50,8 @@ pub struct Session {
 struct Inner {
     node: Node,
     cookie_id: Option<SessionId>,
+    /// What the request's session token says the client has seen.
+    seen: Option<Version>,
     expiry: Option<Expiry>,
     // std Mutex: never held across an `.await` (loading copies out first).
     state: Mutex<State>,
@@ -68,14 +70,52 @@ struct State {
     rotate_to: Option<SessionId>,
     set_cookie: bool,
     remove_cookie: bool,
+    /// The state the request sees (for the session token).
+    version: Option<Version>,
+    /// Served older than the client's token (stale reads allowed).
+    behind: bool,
+    /// The node could not serve the state the client's token names.
+    unavailable: Option<Unavailable>,
+}
+
+/// Why the session could not be served at all (both answer `503`).
+#[derive(Debug, Clone, Copy)]
+enum Unavailable {
+    Behind { waited_ms: u64 },
+    Unreachable,
+}
+
+impl Unavailable {
+    fn of(e: &Error) -> Option<Self> {
+        match e {
+            Error::Behind { waited_ms } => Some(Self::Behind {
+                waited_ms: *waited_ms,
+            }),
+            Error::Unreachable => Some(Self::Unreachable),
+            _ => None,
+        }
+    }
+
+    fn error(self) -> Error {
+        match self {
+            Self::Behind { waited_ms } => Error::Behind { waited_ms },
+            Self::Unreachable => Error::Unreachable,
+        }
+    }
 }
 
 impl Session {
-    pub(crate) fn new(node: Node, cookie_id: Option<SessionId>, expiry: Option<Expiry>) -> Self {
+    pub(crate) fn new(
+        node: Node,
+        cookie_id: Option<SessionId>,
+        seen: Option<Version>,
+        expiry: Option<Expiry>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 node,
                 cookie_id,
+                seen,
                 expiry,
                 state: Mutex::new(State::default()),
             }),
@@ -101,7 +141,22 @@ impl Session {
             return Ok(());
         }
         let loaded = match self.inner.cookie_id {
-            Some(id) => self.inner.node.load(&id).await?.map(|v| (id, v)),
+            Some(id) => match self
+                .inner
+                .node
+                .load_seen(&id, self.inner.seen.as_ref())
+                .await
+            {
+                Ok(view) => view.map(|v| (id, v)),
+                Err(e) => {
+                    // Remembered, so the response is a 503 whatever the
+                    // handler makes of the error.
+                    if let Some(why) = Unavailable::of(&e) {
+                        self.state().unavailable = Some(why);
+                    }
+                    return Err(e);
+                }
+            },
             None => None,
         };
         let mut st = self.state();
@@ -327,6 +382,8 @@ fn decode<T: DeserializeOwned>(key: &str, value: Option<Value>) -> Result<Option
 
 fn adopt(st: &mut State, view: SessionView) {
     st.expiry = Some((view.expiry, view.max_idle_ms, view.absolute_expiry_ms));
+    st.version = Some(view.version);
+    st.behind |= view.behind;
     st.view = view.attributes;
 }
 
@@ -342,15 +399,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// Lets handlers return `Result<_, sessionmesh::Error>`: `413` for a session
-/// over its size limit, `500` for everything else. The body names only the
-/// status; details go to the log, not to the client.
+/// over its size limit, `503` with `Retry-After` when this node cannot serve
+/// the state the client has seen, `500` for everything else. The body names
+/// only the status; details go to the log, not to the client.
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
         let status = match &self {
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Behind { .. } | Error::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         tracing::warn!(error = %self, %status, "session error answered");
-        (status, status.canonical_reason().unwrap_or_default()).into_response()
+        let body = status.canonical_reason().unwrap_or_default();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return (status, [(http::header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
