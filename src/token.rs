@@ -55,10 +55,11 @@ pub(crate) enum TokenError {
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The key that makes and checks tokens.
+/// The key that makes and checks tokens: an HMAC already keyed, cloned
+/// for each token (keying it costs as much as a short message).
 #[derive(Clone)]
 pub(crate) struct TokenKey {
-    key: [u8; 32],
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -72,13 +73,14 @@ impl TokenKey {
     pub(crate) fn derive(cluster_key: &[u8; 32]) -> Self {
         let mut mac = new_mac(cluster_key);
         mac.update(b"sessionmesh session token key v1");
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
         Self {
-            key: mac.finalize().into_bytes().into(),
+            keyed: new_mac(&key),
         }
     }
 
     fn mac(&self, key: DocKey, body: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = new_mac(&self.key);
+        let mut mac = self.keyed.clone();
         mac.update(key.as_bytes());
         mac.update(body);
         let full = mac.finalize().into_bytes();
@@ -129,7 +131,7 @@ impl TokenKey {
             return Err(TokenError::Malformed);
         }
         // Compared in constant time by the MAC library.
-        let mut check = new_mac(&self.key);
+        let mut check = self.keyed.clone();
         check.update(key.as_bytes());
         check.update(body);
         if check.verify_truncated_left(mac).is_err() {

@@ -7,14 +7,18 @@
 //!   session: sessionmesh replicating to 2 peers (async, and sync with one
 //!   ack), tower-sessions + `MemoryStore`, tower-sessions + Redis; then
 //!   again with each client starting a new session every 100 requests
-//!   (sessionmesh's cost per write grows with the session's history);
+//!   (sessionmesh's cost per write grows with the session's history); then
+//!   read-only requests, and nine reads to one read-and-increment;
+//! - the latency of a read on B right after the same user wrote on A (the
+//!   session token makes B catch up first);
 //! - replication lag write-on-A → visible-on-B with 3 nodes;
 //! - convergence after a partition heals with diverged sessions;
 //! - RSS and bytes on disk with many stored sessions of 10 attributes, and
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only memory`, `-- --only throughput [--renew N]` or
+//! `-- --only memory`, `-- --only throughput [--renew N]`,
+//! `-- --only workloads [--reps N]`, `-- --only read_after_write` or
 //! `-- --only convergence` to profile one phase, which prints its figures
 //! and writes no JSON).
 //! Writes `target/bench/compare.json`, `compare_extra.json` and two SVG
@@ -23,6 +27,7 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
+mod raw;
 mod repl;
 mod svg;
 mod throughput;
@@ -35,6 +40,7 @@ use serde_json::json;
 use sessionmesh::http::SessionLayer;
 use sessionmesh::net::Replication;
 use sessionmesh::{Config, Node, SessionId};
+use throughput::Workload;
 
 /// One allocator for every system in the run: mimalloc. sessionmesh
 /// (automerge) allocates and frees many small blocks per request, and
@@ -214,9 +220,9 @@ async fn cluster(replication: Replication) -> (Vec<Node>, Vec<tempfile::TempDir>
 /// many requests.
 const RENEW_EVERY: u64 = 100;
 
-async fn throughput_of(app: axum::Router, p: &Plan, renew: Option<u64>) -> f64 {
+async fn throughput_of(app: axum::Router, p: &Plan, renew: Option<u64>, workload: Workload) -> f64 {
     let (addr, server) = throughput::serve(app).await;
-    let rps = throughput::measure(addr, p.clients, p.warmup, p.run, renew).await;
+    let rps = throughput::measure(addr, p.clients, p.warmup, p.run, renew, workload).await;
     server.abort();
     rps
 }
@@ -230,31 +236,32 @@ struct Rates {
 }
 
 impl Rates {
-    async fn measure(p: &Plan, renew: Option<u64>) -> Self {
-        let (nodes, _dirs) = cluster(Replication::Async).await;
-        let mesh = throughput_of(throughput::sessionmesh_app(nodes[0].clone()), p, renew).await;
-        for n in &nodes {
-            n.shutdown().await.unwrap();
-        }
-        let (nodes, _dirs) = cluster(Replication::Sync { acks: 1 }).await;
-        let mesh_sync =
-            throughput_of(throughput::sessionmesh_app(nodes[0].clone()), p, renew).await;
-        for n in &nodes {
-            n.shutdown().await.unwrap();
-        }
+    async fn measure(p: &Plan, renew: Option<u64>, workload: Workload) -> Self {
+        let mesh = mesh_rps(p, Replication::Async, renew, workload).await;
+        let mesh_sync = mesh_rps(p, Replication::Sync { acks: 1 }, renew, workload).await;
         let memory = throughput_of(
             throughput::tower_sessions_app(tower_sessions_014::MemoryStore::default()),
             p,
             renew,
+            workload,
         )
         .await;
-        let redis = redis_rps(p, renew).await;
+        let redis = redis_rps(p, renew, workload).await;
         Self {
             mesh,
             mesh_sync,
             memory,
             redis,
         }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "sessionmesh": self.mesh,
+            "sessionmesh_sync": self.mesh_sync,
+            "tower_sessions_memory": self.memory,
+            "tower_sessions_redis": self.redis,
+        })
     }
 
     fn rows(&self, suffix: &str) -> Vec<(String, f64)> {
@@ -289,7 +296,28 @@ impl Rates {
     }
 }
 
-async fn redis_rps(p: &Plan, renew: Option<u64>) -> Option<f64> {
+/// sessionmesh's requests per second: 3 nodes, the clients on the first.
+async fn mesh_rps(
+    p: &Plan,
+    replication: Replication,
+    renew: Option<u64>,
+    workload: Workload,
+) -> f64 {
+    let (nodes, _dirs) = cluster(replication).await;
+    let rps = throughput_of(
+        throughput::sessionmesh_app(nodes[0].clone()),
+        p,
+        renew,
+        workload,
+    )
+    .await;
+    for n in &nodes {
+        n.shutdown().await.unwrap();
+    }
+    rps
+}
+
+async fn redis_rps(p: &Plan, renew: Option<u64>, workload: Workload) -> Option<f64> {
     use tower_sessions_redis_store::fred::prelude::*;
     let (mut child, port) = match start_redis() {
         Ok(r) => r,
@@ -303,7 +331,7 @@ async fn redis_rps(p: &Plan, renew: Option<u64>) -> Option<f64> {
     let _conn = pool.connect();
     pool.wait_for_connect().await.unwrap();
     let store = tower_sessions_redis_store::RedisStore::new(pool);
-    let rps = throughput_of(throughput::tower_sessions_app(store), p, renew).await;
+    let rps = throughput_of(throughput::tower_sessions_app(store), p, renew, workload).await;
     let _ = child.kill();
     let _ = child.wait();
     Some(rps)
@@ -337,11 +365,40 @@ fn main() {
 
     // Memory first, in a fresh process, so RSS is this phase's.
     if only.as_deref() == Some("throughput") {
-        let rps = rt.block_on(async {
-            let (nodes, _dirs) = cluster(Replication::Async).await;
-            throughput_of(throughput::sessionmesh_app(nodes[0].clone()), &p, renew).await
-        });
+        let rps = rt.block_on(mesh_rps(&p, Replication::Async, renew, Workload::Increment));
         println!("sessionmesh (async, 2 peers): {rps:.0} req/s");
+        return;
+    }
+    if only.as_deref() == Some("workloads") {
+        // sessionmesh alone on the read-heavy workloads, `--reps` times
+        // each, alternating: what a session token costs ordinary requests.
+        let reps = args
+            .iter()
+            .position(|a| a == "--reps")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        for rep in 0..reps {
+            for (name, w) in [
+                ("read_only", Workload::ReadOnly),
+                ("mix_90_10", Workload::Mix90),
+            ] {
+                let rps = rt.block_on(mesh_rps(&p, Replication::Async, None, w));
+                println!("rep {rep}: sessionmesh (async, 2 peers) {name}: {rps:.0} req/s");
+            }
+        }
+        return;
+    }
+    if only.as_deref() == Some("read_after_write") {
+        let (mut times, misses) = rt.block_on(raw::read_after_write(p.lag_samples));
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "read on B right after a write on A ({} pairs): p50 {:.3} ms, p99 {:.3} ms, {misses} missed the write",
+            times.len(),
+            ms(repl::percentile(&times, 500)),
+            ms(repl::percentile(&times, 990)),
+        );
         return;
     }
     if only.as_deref() == Some("convergence") {
@@ -365,9 +422,18 @@ fn main() {
     }
 
     eprintln!("throughput: {} clients, {:?} per system", p.clients, p.run);
-    let rates = rt.block_on(Rates::measure(&p, None));
+    let rates = rt.block_on(Rates::measure(&p, None, Workload::Increment));
     eprintln!("throughput again, clients renewing their session every {RENEW_EVERY} requests");
-    let renewed = rt.block_on(Rates::measure(&p, Some(RENEW_EVERY)));
+    let renewed = rt.block_on(Rates::measure(&p, Some(RENEW_EVERY), Workload::Increment));
+    eprintln!("throughput, read-only and 90 % read workloads");
+    let read_only = rt.block_on(Rates::measure(&p, None, Workload::ReadOnly));
+    let mix = rt.block_on(Rates::measure(&p, None, Workload::Mix90));
+    eprintln!(
+        "read right after a write on another node: {} pairs",
+        p.lag_samples
+    );
+    let (mut raw, raw_misses) = rt.block_on(raw::read_after_write(p.lag_samples));
+    raw.sort();
 
     eprintln!("replication lag: {} writes", p.lag_samples);
     let mut lags = rt.block_on(repl::lag(p.lag_samples));
@@ -403,6 +469,16 @@ fn main() {
             "tower_sessions_redis": renewed.redis,
         },
         "per_request_us_by_sessions": costs.iter().map(|(n, us)| json!({"sessions": n, "median_us": us})).collect::<Vec<_>>(),
+        "workloads_rps": {
+            "read_only": read_only.json(),
+            "mix_90_10": mix.json(),
+        },
+        "read_after_write_ms": {
+            "pairs": raw.len(),
+            "p50": ms(repl::percentile(&raw, 500)),
+            "p99": ms(repl::percentile(&raw, 990)),
+            "missed": raw_misses,
+        },
     });
     let dir = out_dir();
     std::fs::write(
@@ -437,6 +513,14 @@ fn main() {
     renewed.print(&format!(
         "throughput, each client starting a new session every {RENEW_EVERY} requests"
     ));
+    read_only.print("throughput, every request reads two attributes");
+    mix.print("throughput, nine reads to one read-and-increment");
+    println!(
+        "read on B right after a write on A ({} pairs): p50 {:.3} ms, p99 {:.3} ms, {raw_misses} missed the write",
+        raw.len(),
+        ms(repl::percentile(&raw, 500)),
+        ms(repl::percentile(&raw, 990)),
+    );
     println!(
         "replication lag (3 nodes, {} writes): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms",
         lags.len()

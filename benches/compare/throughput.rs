@@ -1,8 +1,11 @@
-//! Requests per second of one handler — read two attributes, increment a
-//! counter — through axum over HTTP on loopback, with keep-alive clients
-//! that each hold their own session. The same client and handler logic for
-//! every system.
+//! Requests per second through axum over HTTP on loopback, with keep-alive
+//! clients that each hold their own session and keep every cookie a server
+//! sets, as a browser does (sessionmesh's session token included). The
+//! same client and handler logic for every system. Workloads: every request
+//! reads two attributes and increments a counter (`/hit`); every request
+//! only reads (`/read`); nine reads to one read-and-increment.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,10 +14,40 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 
-/// The seed route (`/seed`) and the measured route (`/hit`) for sessionmesh.
+/// What each client's requests do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// Read two attributes and increment a counter, every request.
+    Increment,
+    /// Read two attributes, every request.
+    ReadOnly,
+    /// Nine reads, then one read-and-increment.
+    Mix90,
+}
+
+impl Workload {
+    fn route(self, n: u64) -> &'static str {
+        match self {
+            Self::Increment => "/hit",
+            Self::Mix90 if n % 10 == 9 => "/hit",
+            Self::ReadOnly | Self::Mix90 => "/read",
+        }
+    }
+}
+
+/// The seed route (`/seed`) and the measured routes (`/hit`, `/read`) for
+/// sessionmesh.
 pub(crate) fn sessionmesh_app(node: sessionmesh::Node) -> Router {
     use sessionmesh::http::{Session, SessionLayer};
     Router::new()
+        .route(
+            "/read",
+            get(|s: Session| async move {
+                let a = s.get::<String>("a").await?.unwrap_or_default();
+                let b = s.get::<i64>("b").await?.unwrap_or_default();
+                Ok::<_, sessionmesh::Error>(format!("{a}{b}"))
+            }),
+        )
         .route(
             "/seed",
             get(|s: Session| async move {
@@ -42,6 +75,18 @@ pub(crate) fn tower_sessions_app<S: tower_sessions_014::SessionStore + Clone>(st
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     };
     Router::new()
+        .route(
+            "/read",
+            get(move |s: Session| async move {
+                let a = s
+                    .get::<String>("a")
+                    .await
+                    .map_err(fail)?
+                    .unwrap_or_default();
+                let b = s.get::<i64>("b").await.map_err(fail)?.unwrap_or_default();
+                Ok::<_, (axum::http::StatusCode, String)>(format!("{a}{b}"))
+            }),
+        )
         .route(
             "/seed",
             get(move |s: Session| async move {
@@ -87,6 +132,7 @@ pub(crate) async fn measure(
     warmup: Duration,
     run: Duration,
     renew_every: Option<u64>,
+    workload: Workload,
 ) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
@@ -100,20 +146,24 @@ pub(crate) async fn measure(
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
-            let mut cookie = seed(&http, addr).await;
+            let mut jar = Jar::default();
+            seed(&http, addr, &mut jar).await;
             let mut made = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if renew_every.is_some_and(|n| made >= n) {
-                    cookie = seed(&http, addr).await;
+                    jar = Jar::default();
+                    seed(&http, addr, &mut jar).await;
                     made = 0;
                 }
+                let route = workload.route(made);
                 made += 1;
                 let res = http
-                    .get(format!("http://{addr}/hit"))
-                    .header(reqwest::header::COOKIE, &cookie)
+                    .get(format!("http://{addr}{route}"))
+                    .header(reqwest::header::COOKIE, jar.header())
                     .send()
                     .await;
                 if let Ok(r) = res {
+                    jar.keep(&r);
                     let ok = r.status().is_success();
                     let _ = r.bytes().await;
                     if ok && counting.load(Ordering::Relaxed) {
@@ -136,18 +186,46 @@ pub(crate) async fn measure(
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
-/// A new session: its cookie.
-async fn seed(http: &reqwest::Client, addr: SocketAddr) -> String {
+/// A client's cookies, kept as a browser keeps them.
+#[derive(Debug, Default)]
+pub(crate) struct Jar {
+    cookies: BTreeMap<String, String>,
+}
+
+impl Jar {
+    /// The `Cookie` header to send.
+    pub(crate) fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Keeps (or drops) what a response's `Set-Cookie` headers say.
+    pub(crate) fn keep(&mut self, response: &reqwest::Response) {
+        for v in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Ok(v) = v.to_str() else { continue };
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+}
+
+/// A new session in `jar`.
+pub(crate) async fn seed(http: &reqwest::Client, addr: SocketAddr, jar: &mut Jar) {
     let seed = http
         .get(format!("http://{addr}/seed"))
         .send()
         .await
         .unwrap();
-    seed.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("id="))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .expect("seed sets a session cookie")
+    jar.keep(&seed);
+    assert!(jar.cookies.contains_key("id"), "seed sets a session cookie");
 }
