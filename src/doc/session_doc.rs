@@ -276,6 +276,15 @@ impl SessionDoc {
         self.put(&key, ScalarValue::Timestamp(to_i64(now)))
     }
 
+    /// Writes this node's last-access register even when it is current
+    /// (with the later of its value and `now`): a change that depends on
+    /// every head, merging concurrent branches into one.
+    pub(crate) fn touch_always(&mut self, node: NodeId, now: Millis) -> Result<(), Error> {
+        let key = touch_key(node);
+        let at = self.time(&key)?.map_or(now, |t| t.max(now));
+        self.put(&key, ScalarValue::Timestamp(to_i64(at)))
+    }
+
     /// Closes the pending operations into one change; `None` if nothing was
     /// written.
     pub fn commit(&mut self) -> Option<ChangeHash> {

@@ -44,7 +44,9 @@ pub(crate) fn load(
             return Some(Loaded::Gone);
         }
         let fresh = seen.is_none_or(|v| v.within(&summary.heads));
-        (fresh && !shared.touch_due(summary, now)).then(|| Loaded::Live(SessionView::of(summary)))
+        let narrow = summary.heads.len() <= Version::MAX_HEADS;
+        (fresh && narrow && !shared.touch_due(summary, now))
+            .then(|| Loaded::Live(SessionView::of(summary)))
     });
     if let Some(Some(found)) = kept {
         return Ok((found, Vec::new()));
@@ -62,16 +64,34 @@ pub(crate) fn load(
             return Ok((Loaded::Gone, Vec::new()));
         }
         let fresh = seen.is_none_or(|v| v.within(&summary.heads) || doc.has_changes(v.heads()));
+        // The client saw exactly this state: an access recorded now is the
+        // only news, and not worth a new token (one more cookie that could
+        // overwrite the token of the user's write answered meanwhile).
+        let exact = seen.is_some_and(|v| v.heads() == summary.heads.as_slice());
+        // More concurrent heads than a token holds: a touch merges them
+        // into one, so the token names the whole state.
+        let wide = summary.heads.len() > Version::MAX_HEADS;
         let mut pushes = Vec::new();
-        if shared.touch_due(summary, now) {
+        // No access is recorded on a state older than the client's: the
+        // request is about to be refused or served as stale.
+        if fresh && (wide || shared.touch_due(summary, now)) {
             let heads = doc.heads();
-            doc.touch(shared.node_id(), now)?;
+            if wide {
+                doc.touch_always(shared.node_id(), now)?;
+            } else {
+                doc.touch(shared.node_id(), now)?;
+            }
             if let Some(chunk) = commit_slot(shared, key, state, &heads, now)? {
                 pushes.push((key, chunk));
             }
         }
         let found = match live_view(state, now) {
-            Some(view) if fresh => Loaded::Live(view),
+            Some(mut view) if fresh => {
+                if let (true, Some(seen)) = (exact, seen) {
+                    view.version = seen.clone();
+                }
+                Loaded::Live(view)
+            }
             Some(view) => Loaded::Behind(view),
             None => Loaded::Gone,
         };
