@@ -353,3 +353,68 @@ async fn a_client_that_never_writes_gets_no_cookie_at_all() {
         assert_eq!(a.headers.get_all(header::SET_COOKIE).iter().count(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_read_never_lets_a_later_node_serve_the_older_state_silently() {
+    // A is cut off from B and D; B and D are both behind what A shows.
+    let bound = Duration::from_millis(300);
+    let n = nodes(3, |c| {
+        c.with_catch_up(bound).with_stale_reads(StaleReads::Serve)
+    })
+    .await;
+    let (a, b, d) = (&n.nodes[0], &n.nodes[1], &n.nodes[2]);
+    mesh(&[a, b, d]).await;
+    let mut user = Browser::default();
+    user.put(&n.apps[0], "cart", "[1]").await;
+    eventually("replicated", || async {
+        b.session_count() == 1 && d.session_count() == 1
+    })
+    .await;
+    set_blocked(a, b, true).await;
+    set_blocked(a, d, true).await;
+    user.put(&n.apps[0], "cart", "[1,2]").await;
+    for app in [&n.apps[1], &n.apps[2], &n.apps[1]] {
+        let read = user.get(app).await;
+        assert_eq!(read.status, StatusCode::OK);
+        assert_eq!(read.json(), json!({"cart": [1]}));
+        assert_eq!(
+            read.headers
+                .get(sessionmesh::http::STALE_HEADER)
+                .map(|v| v.to_str().unwrap()),
+            Some("true"),
+            "an older state than the user saw is always marked"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_waits_once_however_often_the_handler_asks() {
+    use axum::routing::get;
+    use sessionmesh::http::{Session, SessionLayer};
+    let bound = Duration::from_millis(500);
+    let n = nodes(2, |c| c.with_catch_up(bound)).await;
+    let (a, b) = (&n.nodes[0], &n.nodes[1]);
+    mesh(&[a, b]).await;
+    set_blocked(a, b, true).await;
+    let mut user = Browser::default();
+    user.put(&n.apps[0], "k", "1").await;
+    // A handler that ignores the first failure and asks again.
+    let twice = Router::new()
+        .route(
+            "/twice",
+            get(|s: Session| async move {
+                let _ = s.get::<i64>("k").await;
+                let _ = s.get::<i64>("k").await;
+                "done"
+            }),
+        )
+        .layer(SessionLayer::new(b.clone()).with_secure(false));
+    let started = Instant::now();
+    let answer = user.call(&twice, Method::GET, "/twice", "").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        took < bound + bound / 2,
+        "waited {took:?} for a bound of {bound:?}"
+    );
+}

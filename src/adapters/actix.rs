@@ -101,6 +101,9 @@ impl SessionStore for MeshStore {
         let Some(id) = id_of(session_key) else {
             return Ok(None);
         };
+        if token::refused() {
+            return Err(LoadError::Other(other(&Error::Unreachable)));
+        }
         let seen = token::seen(&self.node, &id);
         let Some(view) = self.node.load_seen(&id, seen.as_ref()).await.map_err(|e| {
             token::failed(&e);

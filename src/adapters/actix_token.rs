@@ -9,10 +9,33 @@ use actix_web::body::EitherBody;
 use actix_web::cookie::SameSite;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue, COOKIE, RETRY_AFTER, SET_COOKIE};
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, ResponseError};
 
 use super::token::{scoped, TokenCookie};
 use crate::http::STALE_HEADER;
+
+/// This node cannot serve the state the client's token names (yet): `503`
+/// with `Retry-After`.
+#[derive(Debug)]
+struct Unavailable;
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the session is not available on this node yet")
+    }
+}
+
+impl ResponseError for Unavailable {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((RETRY_AFTER, "1"))
+            .finish()
+    }
+}
 
 /// Carries sessionmesh's session token beside actix-session's own cookie,
 /// so that whichever node serves a user's next request serves at least the
@@ -125,13 +148,17 @@ where
         Box::pin(async move {
             let (response, outcome) =
                 scoped(incoming, async move { service.call(req).await }).await;
-            let mut response = response?;
+            // actix-session turns the store's refusal into an error (a 500):
+            // the answer is a 503 the client retries, whatever came back.
             if outcome.unavailable {
-                let unavailable = HttpResponse::ServiceUnavailable()
-                    .insert_header((RETRY_AFTER, "1"))
-                    .finish();
-                return Ok(response.into_response(unavailable).map_into_right_body());
+                return match response {
+                    Ok(response) => Ok(response
+                        .into_response(Unavailable.error_response())
+                        .map_into_right_body()),
+                    Err(_) => Err(Unavailable.into()),
+                };
             }
+            let mut response = response?;
             if outcome.behind {
                 response.headers_mut().insert(
                     HeaderName::from_static(STALE_HEADER),

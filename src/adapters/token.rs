@@ -24,6 +24,10 @@ tokio::task_local! {
 pub(crate) struct Scope {
     /// The token the request carried, as text.
     incoming: Option<String>,
+    /// Whether a load has caught up to the token already in this request
+    /// (a framework may load a session twice: the second load need not
+    /// wait).
+    used: std::sync::atomic::AtomicBool,
     // std Mutex: held for a field update only, never across an await.
     out: Mutex<Outcome>,
 }
@@ -45,6 +49,7 @@ impl Scope {
     pub(crate) fn new(incoming: Option<String>) -> Self {
         Self {
             incoming,
+            used: std::sync::atomic::AtomicBool::new(false),
             out: Mutex::default(),
         }
     }
@@ -69,14 +74,26 @@ pub(crate) async fn scoped<F: std::future::Future>(
         .await
 }
 
-/// The state the request's token says the client has seen of `id` (`None`
-/// outside a token scope, or without a valid token).
+/// The state the request's token says the client has seen of `id`, for the
+/// first load of the request (`None` outside a token scope, without a valid
+/// token, or once a load has caught up to it).
 pub(crate) fn seen(node: &Node, id: &SessionId) -> Option<crate::Version> {
     SCOPE
-        .try_with(|s| s.incoming.clone())
+        .try_with(|s| {
+            if s.used.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            s.incoming.clone()
+        })
         .ok()
         .flatten()
         .and_then(|text| node.read_token(id, &text))
+}
+
+/// Whether an earlier load of this request could not serve the state the
+/// token names: a later one answers the same without waiting again.
+pub(crate) fn refused() -> bool {
+    SCOPE.try_with(|s| s.out().unavailable).unwrap_or(false)
 }
 
 /// The response will show the client `view` of session `id`: send a new
@@ -87,10 +104,16 @@ pub(crate) fn shown(node: &Node, id: &SessionId, view: &SessionView) {
         let mut out = s.out();
         out.behind |= view.behind;
         out.remove = false;
-        out.set = if current.as_ref() == Some(&view.version) {
+        // Shown an older state than the token names (now, or earlier in
+        // this request): keep naming both.
+        let version = match &current {
+            Some(seen) if out.behind => seen.union(&view.version),
+            _ => view.version.clone(),
+        };
+        out.set = if current.as_ref() == Some(&version) {
             None
         } else {
-            node.token(id, &view.version)
+            node.token(id, &version)
         };
     });
 }

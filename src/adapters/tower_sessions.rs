@@ -177,6 +177,9 @@ impl SessionStore for MeshStore {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        if token::refused() {
+            return Err(backend(&Error::Unreachable));
+        }
         let id = sid(session_id);
         let seen = token::seen(&self.node, &id);
         let view = self.node.load_seen(&id, seen.as_ref()).await.map_err(|e| {

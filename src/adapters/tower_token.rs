@@ -125,7 +125,6 @@ where
         );
         Box::pin(async move {
             let (response, outcome) = scoped(incoming, inner.call(req)).await;
-            let mut response = response?;
             if outcome.unavailable {
                 let mut unavailable = Response::new(ResBody::default());
                 *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -134,6 +133,7 @@ where
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 return Ok(unavailable);
             }
+            let mut response = response?;
             if outcome.behind {
                 response
                     .headers_mut()

@@ -76,12 +76,20 @@ fn absorb<R>(
         };
         let changed = doc.heads() != heads;
         let now = shared.now();
-        if was_missing && doc.status(now) != Status::Live {
+        let status = doc.status(now);
+        if was_missing && status != Status::Live {
             // Hold a replica only of a live session: nothing usable arrived
             // yet, or the session is dead on arrival (expired, ended, or
             // collected here long ago and brought back by a node that was
-            // away): it could never be served, so it is not kept.
+            // away): it could never be served, so it is not kept, and a
+            // dead one is answered like a tombstone (nothing was stored).
             *state = SlotState::Missing;
+            if status != Status::Empty {
+                return Ok(Err(matches!(
+                    status,
+                    Status::Invalidated | Status::Rotated(_)
+                )));
+            }
         } else if changed {
             let persisted = shared.persist(key, state, &heads, now, exact);
             if persisted.is_err() && was_missing {

@@ -65,6 +65,13 @@ impl Version {
         &self.0
     }
 
+    /// A version that holds both: what a client has seen when it was shown
+    /// `other` after `self` without `other` holding `self` (a stale read,
+    /// or a write on a stale state).
+    pub(crate) fn union(&self, other: &Version) -> Version {
+        Version::new(self.0.iter().chain(&other.0).copied().collect())
+    }
+
     /// Whether the state with `heads` (sorted) holds at least this one,
     /// judged from the heads alone: `true` when every head of this version
     /// is one of them. `false` means "cannot tell": ask the document.

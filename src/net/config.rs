@@ -285,6 +285,12 @@ impl Config {
         if self.request_timeout.is_zero() {
             return bad("request_timeout", "must be positive");
         }
+        if self.catch_up > Duration::from_secs(60) {
+            return bad(
+                "catch_up",
+                "must be at most a minute (a request waits that long)",
+            );
+        }
         if let Replication::Sync { acks } = self.replication {
             if acks == 0 {
                 return bad("replication", "Sync needs at least one ack; use Async");

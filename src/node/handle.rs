@@ -349,7 +349,7 @@ impl Node {
                 pulled = true;
                 let engine = self.engine();
                 gone_elsewhere = repl
-                    .pull(key, deadline, || engine.holds(key, seen).unwrap_or(false))
+                    .catch_up(key, deadline, || engine.holds(key, seen).unwrap_or(false))
                     .await;
                 continue;
             }

@@ -45,6 +45,10 @@ async fn settings_that_cannot_work_are_refused_at_open() {
             "request_timeout",
         ),
         (
+            Config::new(dir.path()).with_network(net().with_catch_up(Duration::from_secs(3_600))),
+            "catch_up",
+        ),
+        (
             Config::new(dir.path())
                 .with_network(net().with_replication(crate::net::Replication::Sync { acks: 0 })),
             "replication",

@@ -39,8 +39,9 @@ pub(crate) struct Exchange {
 pub(crate) enum Outcome {
     /// Neither side had anything more to send.
     Done,
-    /// The peer holds the session as dead (a tombstone).
-    Gone,
+    /// The session is dead at the peer (a tombstone) or arrived dead here;
+    /// `ended`: invalidated or rotated, not merely expired.
+    Gone { ended: bool },
     /// It stopped early, for this reason.
     Stopped(String),
 }
@@ -54,13 +55,14 @@ fn unexpected(peer: PeerId, what: &str) -> Error {
 }
 
 impl Exchange {
-    /// Syncs `key` with `peer` until neither side has anything to send;
-    /// `Ok(true)` when the peer holds it as dead.
-    pub(crate) async fn sync_doc(&self, peer: PeerId, key: DocKey) -> Result<bool, Error> {
+    /// Syncs `key` with `peer` until neither side has anything to send.
+    /// Returns [`Outcome::Done`] or [`Outcome::Gone`]; an exchange that
+    /// stopped early is an error.
+    pub(crate) async fn sync_doc(&self, peer: PeerId, key: DocKey) -> Result<Outcome, Error> {
         match self.sync_docs(peer, &[key]).await?.pop() {
             Some(Outcome::Stopped(reason)) => Err(net::Error::Request { peer, reason }.into()),
-            Some(Outcome::Gone) => Ok(true),
-            Some(Outcome::Done) | None => Ok(false),
+            Some(outcome) => Ok(outcome),
+            None => Ok(Outcome::Done),
         }
     }
 
@@ -80,7 +82,7 @@ impl Exchange {
                 states.reset(peer, *key);
                 match states.step(engine, peer, *key, None) {
                     Ok(Step::Send(msg)) => out.push((n, msg)),
-                    Ok(Step::Gone { .. }) => outcome[n] = Outcome::Gone,
+                    Ok(Step::Gone { ended }) => outcome[n] = Outcome::Gone { ended },
                     Ok(Step::Quiet) => {}
                     Err(e) => outcome[n] = Outcome::Stopped(e.to_string()),
                 }
@@ -118,7 +120,7 @@ impl Exchange {
                         continue;
                     }
                     if reply.gone {
-                        outcome[*n] = Outcome::Gone;
+                        outcome[*n] = Outcome::Gone { ended: reply.ended };
                         if reply.ended {
                             ended.push(key);
                         }
@@ -127,7 +129,7 @@ impl Exchange {
                     let msg = reply.msg.as_ref().map(|m| m.as_slice());
                     match states.step(engine, peer, key, msg) {
                         Ok(Step::Send(msg)) => next.push((*n, msg)),
-                        Ok(Step::Gone { .. }) => outcome[*n] = Outcome::Gone,
+                        Ok(Step::Gone { ended }) => outcome[*n] = Outcome::Gone { ended },
                         Ok(Step::Quiet) => {}
                         Err(e) => outcome[*n] = Outcome::Stopped(e.to_string()),
                     }

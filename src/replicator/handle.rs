@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::anti_entropy::anti_entropy;
-use super::exchange::Exchange;
+use super::exchange::{Exchange, Outcome};
 use super::inbound::Inbound;
 use super::outbox::Outbox;
 use crate::engine::Pushes;
@@ -209,9 +209,26 @@ impl Replicator {
         self.pull(key, deadline, || false).await;
     }
 
+    /// [`pull`](Self::pull) for a request catching up to its token, within
+    /// the same bound on pulls in flight as fetches on miss: with every slot
+    /// taken, the request only waits for changes to arrive.
+    pub(crate) async fn catch_up(
+        &self,
+        key: DocKey,
+        deadline: Instant,
+        done: impl Fn() -> bool,
+    ) -> bool {
+        let Ok(_permit) = Arc::clone(&self.shared.fetch_slots).try_acquire_owned() else {
+            tracing::debug!(session = %key.short(), "too many pulls in flight; waiting instead");
+            return false;
+        };
+        self.pull(key, deadline, done).await
+    }
+
     /// Syncs `key` with every connected peer at once, until `done()` says
     /// enough arrived, every exchange ended, or `deadline`. Returns whether
-    /// a peer holds the session as dead.
+    /// the session is dead elsewhere: ended at a peer (which ends the
+    /// search), or expired at a peer while no other delivered it.
     pub(crate) async fn pull(
         &self,
         key: DocKey,
@@ -222,12 +239,16 @@ impl Replicator {
         let peers = self.peers().await;
         let mut all: FuturesUnordered<_> =
             peers.iter().map(|p| exchange.sync_doc(*p, key)).collect();
+        // One peer's expiry tombstone is not the last word: another may hold
+        // accesses that one never heard of.
+        let mut expired = false;
         loop {
             match tokio::time::timeout_at(deadline, all.next()).await {
-                Ok(Some(Ok(true))) => return true,
+                Ok(Some(Ok(Outcome::Gone { ended: true }))) => return true,
+                Ok(Some(Ok(Outcome::Gone { ended: false }))) => expired = true,
                 Ok(Some(_)) if blocking(false, &done) => return false,
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return false,
+                Ok(None) | Err(_) => return expired && !blocking(false, &done),
             }
         }
     }

@@ -156,7 +156,10 @@ async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
             let Some(done) = item.done else { continue };
             let ok = match acks.get(n) {
                 Some(ack) if ack.applied => true,
-                Some(ack) if ack.missing_deps => exchange.sync_doc(peer, item.key).await.is_ok(),
+                Some(ack) if ack.missing_deps => matches!(
+                    exchange.sync_doc(peer, item.key).await,
+                    Ok(super::exchange::Outcome::Done)
+                ),
                 _ => false,
             };
             let _ = done.send(ok);

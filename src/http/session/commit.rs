@@ -120,11 +120,19 @@ impl Session {
             (None, _, _) if st.remove_cookie => config.remove(cookies),
             _ => {}
         }
-        match (st.id, &st.version, st.expiry) {
+        // Served from an older state than the client had seen: the token
+        // keeps naming what it had seen too.
+        let version = match (&st.version, &self.inner.seen) {
+            (Some(v), Some(seen)) if st.behind && st.id == self.inner.cookie_id => {
+                Some(seen.union(v))
+            }
+            (v, _) => v.clone(),
+        };
+        match (st.id, version, st.expiry) {
             (Some(id), Some(version), Some(expiry))
-                if st.set_cookie || self.inner.seen.as_ref() != Some(version) =>
+                if st.set_cookie || self.inner.seen.as_ref() != Some(&version) =>
             {
-                if let Some(token) = self.inner.node.token(&id, version) {
+                if let Some(token) = self.inner.node.token(&id, &version) {
                     config.write_token(cookies, token, expiry);
                 }
             }

@@ -137,8 +137,16 @@ impl Session {
     }
 
     async fn ensure_loaded(&self) -> Result<(), Error> {
-        if self.state().loaded {
-            return Ok(());
+        {
+            let st = self.state();
+            if st.loaded {
+                return Ok(());
+            }
+            // Refused once already: one request waits and asks the peers
+            // once, however often the handler asks again.
+            if let Some(why) = st.unavailable {
+                return Err(why.error());
+            }
         }
         let loaded = match self.inner.cookie_id {
             Some(id) => match self
