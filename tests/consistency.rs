@@ -216,6 +216,8 @@ async fn an_isolated_node_s_sessions_are_answered_503_elsewhere_never_replaced()
             assert_eq!(probe.cookies, before);
         }
     }
+    let refused = n.nodes[0].stats().refused_unreachable + n.nodes[1].stats().refused_unreachable;
+    assert_eq!(refused, 6 * 2 * 3, "each refusal counted");
     // After the heal every session is served everywhere, with its data.
     set_blocked(a, c, false).await;
     set_blocked(b, c, false).await;
@@ -294,6 +296,7 @@ async fn tokens_that_prove_nothing_are_ignored_without_waiting() {
         // Not proof of anything: B sets a token of its own.
         assert_ne!(browser.cookies["id_seen"], token, "{what}");
     }
+    assert_eq!(nodes[1].stats().tokens_ignored, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

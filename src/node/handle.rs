@@ -1,18 +1,19 @@
 //! [`Node`]: the public handle over the engine, the replicator and the
 //! node's tasks.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use super::catch_up;
+use super::shared::Shared;
+use super::stats::{Count, Stats};
 use crate::clock::Millis;
 use crate::doc::Op;
-use tokio::time::Instant;
-
 use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Version, Wrap};
 use crate::id::{NodeId, SessionId};
-use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, StaleReads, Transport};
+use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::replicator::{Inbound, Replicator};
-use crate::store::{Durability, IDENTITY_FILE};
-use crate::tasks::{blocking, Tasks};
+use crate::store::Durability;
+use crate::tasks::blocking;
 use crate::{Config, Error};
 
 /// One sessionmesh node: the sessions of this web server, persisted in
@@ -41,28 +42,6 @@ pub struct Node {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    engine: Engine,
-    /// Owns every task the node starts.
-    tasks: Tasks,
-    /// The libp2p network, when the node was opened with one.
-    network: Option<Network>,
-    /// Replication, once the node has a transport: from `open` with a
-    /// network, or later from [`Node::attach_transport`].
-    replicator: OnceLock<Replicator>,
-}
-
-impl Drop for Shared {
-    /// The last handle is gone without [`Node::shutdown`] (a crash, as far
-    /// as the data is concerned): the tasks are stopped and the data
-    /// directory is released at once, without a final flush.
-    fn drop(&mut self) {
-        self.tasks.abort();
-        let _ = self.engine.close(false);
-    }
-}
-
 impl Node {
     /// Opens (or creates) the node's data directory, starts the sweeper and,
     /// when configured, the network. Must run inside a tokio runtime.
@@ -81,61 +60,8 @@ impl Node {
     /// [`open`](Self::open), with the store wrapped by `wrap` (tests inject
     /// storage faults this way).
     pub(crate) async fn open_with(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
-        let cfg = config.clone();
-        // The store, and the network identity when there is a network: file
-        // work, off the async threads. A failure drops what was opened.
-        let opened = tokio::task::spawn_blocking(move || {
-            let engine = Engine::open(cfg.clone(), wrap)?;
-            let keypair = match cfg.network() {
-                Some(_) => {
-                    let path = cfg.data_dir().join(IDENTITY_FILE);
-                    let key = net::load_or_create_identity(&path)
-                        .map_err(|source| Error::DataDir { path, source })?;
-                    Some(key)
-                }
-                None => None,
-            };
-            Ok::<_, Error>((engine, keypair))
-        })
-        .await;
-        let (engine, keypair) = match opened {
-            Ok(opened) => opened?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(Error::Shutdown),
-        };
-        let tasks = Tasks::new();
-        let sweeper = engine.clone();
-        tasks.every(config.sweep_interval(), move || {
-            let engine = sweeper.clone();
-            async move { blocking(true, || engine.background_sweep()) }
-        });
-        let replicator = OnceLock::new();
-        let mut network = None;
-        if let (Some(net_cfg), Some(keypair)) = (config.network(), keypair) {
-            let inbound = Arc::new(Inbound::new(engine.clone()));
-            let started = Network::start(keypair, net_cfg, inbound.clone(), &tasks).await;
-            let (net, events) = match started {
-                Ok(started) => started,
-                Err(e) => {
-                    tasks.shutdown().await;
-                    engine.close(false)?;
-                    return Err(e.into());
-                }
-            };
-            tracing::info!(peer_id = %net.local_peer_id(), "network up");
-            let repl = Replicator::start(inbound, Arc::new(net.clone()), net_cfg.clone(), &tasks);
-            repl.watch_peers(net.local_peer_id(), events);
-            let _ = replicator.set(repl);
-            network = Some(net);
-        }
-        tracing::info!(node = %engine.node_id(), sessions = engine.session_count(), "node open");
         Ok(Self {
-            shared: Arc::new(Shared {
-                engine,
-                tasks,
-                network,
-                replicator,
-            }),
+            shared: Arc::new(Shared::open(config, wrap).await?),
         })
     }
 
@@ -254,6 +180,13 @@ impl Node {
         }
     }
 
+    /// Counts since the node opened: catch-ups to session tokens and their
+    /// failures.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
     /// The configuration the node was opened with.
     #[must_use]
     pub fn config(&self) -> &Config {
@@ -324,56 +257,14 @@ impl Node {
         let (Some(seen), Some(repl)) = (seen, self.replicator()) else {
             return self.load(id).await;
         };
-        let key = id.doc_key();
-        let started = Instant::now();
-        let bound = repl.config().catch_up();
-        let (deadline, first_wait) = (started + bound, started + bound / 4);
-        let mut arrivals = repl.arrivals();
-        let (mut pulled, mut gone_elsewhere) = (false, false);
-        let behind = loop {
-            let (found, pushes) = self.run(|e| e.load(key, Some(seen)))?;
-            self.push(pushes, false).await?;
-            let behind = match found {
-                Loaded::Live(view) => return Ok(Some(view)),
-                Loaded::Gone => return Ok(None),
-                Loaded::Missing if gone_elsewhere => return Ok(None),
-                Loaded::Behind(view) => Some(view),
-                Loaded::Missing => None,
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                break behind;
-            }
-            if !pulled && now >= first_wait {
-                // The change did not arrive by itself: ask the peers, once.
-                pulled = true;
-                let engine = self.engine();
-                gone_elsewhere = repl
-                    .catch_up(key, deadline, || engine.holds(key, seen).unwrap_or(false))
-                    .await;
-                continue;
-            }
-            let until = if pulled { deadline } else { first_wait };
-            if let Ok(Err(_closed)) = tokio::time::timeout_at(until, arrivals.changed()).await {
-                tokio::time::sleep_until(until).await;
-            }
-        };
-        let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match (behind, repl.config().stale_reads()) {
-            (Some(mut view), StaleReads::Serve) => {
-                tracing::warn!(session = %key.short(), waited_ms, "serving an older state than the client saw");
-                view.behind = true;
-                Ok(Some(view))
-            }
-            (Some(_), StaleReads::Refuse) => {
-                tracing::warn!(session = %key.short(), waited_ms, "behind the client's token; refused");
-                Err(Error::Behind { waited_ms })
-            }
-            (None, _) => {
-                tracing::warn!(session = %key.short(), waited_ms, "a session the client's token proves is not reachable; refused");
-                Err(Error::Unreachable)
-            }
-        }
+        catch_up::load_seen(
+            self.engine(),
+            repl,
+            &self.shared.counters,
+            id.doc_key(),
+            seen,
+        )
+        .await
     }
 
     /// The session token for `version` of session `id`: what a client keeps
@@ -402,6 +293,7 @@ impl Node {
             Ok(version) => Some(version),
             Err(why) => {
                 tracing::debug!(session = %id.doc_key().short(), ?why, "session token ignored");
+                self.shared.counters.bump(Count::TokenIgnored);
                 None
             }
         }

@@ -3,8 +3,18 @@
 //! has a transport, and the task owner every background task belongs to.
 //! A commit is "persist locally through the engine, then hand the change to
 //! the replicator".
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `handle.rs` | [`Node`], the public handle |
+//! | `shared.rs` | what a node is made of, and opening it |
+//! | `catch_up.rs` | serving a request at least the state its session token names |
+//! | `stats.rs` | [`Stats`]: the counts operators watch |
 
+mod catch_up;
 mod handle;
+mod shared;
+mod stats;
 
 #[cfg(test)]
 mod open_tests;
@@ -14,3 +24,4 @@ mod shutdown_tests;
 mod tests;
 
 pub use handle::Node;
+pub use stats::Stats;
