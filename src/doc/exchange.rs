@@ -35,6 +35,12 @@ impl SessionDoc {
         self.doc.get_missing_deps(hashes).is_empty()
     }
 
+    /// How many changes the document holds.
+    pub fn change_count(&self) -> u64 {
+        use automerge::ReadDoc as _;
+        self.doc.stats().num_changes
+    }
+
     /// The whole document, compacted.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()

@@ -14,6 +14,9 @@ pub(super) const ABSOLUTE: &str = "meta/absolute_expiry";
 pub(super) const EXPIRY: &str = "meta/expiry";
 pub(super) const INVALIDATED: &str = "meta/invalidated";
 pub(super) const SUCCESSOR: &str = "meta/successor";
+/// A generation's end: the next one starts from the state at the winning
+/// mark (see `generation.rs`).
+pub(super) const NEXT: &str = "meta/next";
 
 pub(super) fn data_key(key: &str) -> String {
     format!("{DATA}{key}")

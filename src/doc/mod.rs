@@ -25,9 +25,13 @@
 //! When a value and counters exist under one key at once (a set concurrent
 //! with an increment), the value is what reads see until the next write.
 
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
+mod chain;
 mod error;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod exchange;
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
+mod generation;
 mod layout;
 mod op;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
@@ -45,6 +49,8 @@ pub use op::{ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the
 // `testing` feature, for this repository's property tests and benchmarks.
+#[cfg(feature = "testing")]
+pub use chain::{Chain, GenDoc};
 #[cfg(feature = "testing")]
 pub use exchange::{change_header, hash_heads};
 #[cfg(not(feature = "testing"))]

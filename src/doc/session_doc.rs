@@ -291,6 +291,14 @@ impl SessionDoc {
         self.doc.commit()
     }
 
+    /// [`commit`](Self::commit) with the change's time given (ms), for a
+    /// change that must be the same bytes wherever it is made.
+    pub fn commit_at(&mut self, time: Millis) -> Option<ChangeHash> {
+        let t = i64::try_from(time).unwrap_or(i64::MAX);
+        self.doc
+            .commit_with(automerge::transaction::CommitOptions::default().with_time(t))
+    }
+
     /// Drops the pending operations.
     pub fn rollback(&mut self) {
         self.doc.rollback();

@@ -1,0 +1,212 @@
+//! The document-level steps of a generation switch, each deterministic: any
+//! node that takes one from the same inputs produces the same bytes, so
+//! automerge deduplicates the results by hash and nothing counts twice.
+//!
+//! - A **mark** (`meta/next`) ends a generation. Concurrent marks are
+//!   concurrent writes of one key: automerge's winner is the same on every
+//!   node that has seen them all, and a mark that loses can never win later
+//!   (a later mark can only raise the maximum).
+//! - The next generation's **base** is the state at the winning mark (its
+//!   causal past), written as one change by an actor derived from the mark,
+//!   with keys in sorted order and the mark's time.
+//! - A change of one generation that the base does not hold (made
+//!   concurrently with the mark, or later by a node that had not seen it) is
+//!   **translated**: the same operations, applied at the translation of its
+//!   dependencies, by an actor derived from the change, with its time.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::transaction::{CommitOptions, Transactable as _};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ReadDoc, ScalarValue, ROOT};
+use sha2::{Digest, Sha256};
+
+use super::layout::NEXT;
+use super::{Error, SessionDoc};
+
+/// An actor no process ever draws: derived from what a step is about.
+pub(crate) fn derived_actor(parts: &[&[u8]]) -> ActorId {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    ActorId::from(&digest[..16])
+}
+
+impl SessionDoc {
+    /// Ends this generation: the next one starts from the state at the
+    /// winning mark (pending until committed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Automerge`] if automerge refuses the write.
+    pub(crate) fn mark(&mut self) -> Result<(), Error> {
+        self.doc.put(ROOT, NEXT, 1)?;
+        Ok(())
+    }
+
+    /// Whether any mark has been written.
+    pub(crate) fn is_marked(&self) -> bool {
+        self.doc.get(ROOT, NEXT).ok().flatten().is_some()
+    }
+
+    /// Every mark's change, the winner first.
+    pub(crate) fn marks(&mut self) -> Vec<ChangeHash> {
+        let ids: Vec<ObjId> = match self.doc.get_all(ROOT, NEXT) {
+            Ok(all) => all.into_iter().map(|(_, id)| id).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let changes = self.doc.get_changes(&[]);
+        // automerge lists the winner last.
+        ids.iter()
+            .rev()
+            .filter_map(|id| change_of(&changes, id))
+            .collect()
+    }
+
+    /// The winning mark's change, if the generation is marked.
+    pub(crate) fn winning_mark(&mut self) -> Option<ChangeHash> {
+        let id = self.doc.get(ROOT, NEXT).ok().flatten()?.1;
+        let changes = self.doc.get_changes(&[]);
+        change_of(&changes, &id)
+    }
+
+    /// Every change, dependencies before dependents.
+    pub(crate) fn all_changes(&mut self) -> Vec<Change> {
+        self.doc.get_changes(&[])
+    }
+
+    /// The changes in the causal past of `heads` (themselves included).
+    pub(crate) fn past_of(&mut self, heads: &[ChangeHash]) -> HashSet<ChangeHash> {
+        let deps: HashMap<ChangeHash, Vec<ChangeHash>> = self
+            .doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| (c.hash(), c.deps().to_vec()))
+            .collect();
+        let mut past = HashSet::new();
+        let mut stack: Vec<ChangeHash> = heads.to_vec();
+        while let Some(h) = stack.pop() {
+            if past.insert(h) {
+                stack.extend(deps.get(&h).into_iter().flatten().copied());
+            }
+        }
+        past
+    }
+
+    /// The first document of the next generation: the state at `mark` as
+    /// one change by an actor derived from `seed` and the mark (the mark
+    /// itself and every conflict loser left out). Returns it and its hash.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Automerge`] when `mark` is not a change of this document.
+    pub(crate) fn base_at(
+        &mut self,
+        mark: ChangeHash,
+        seed: &[u8],
+    ) -> Result<(SessionDoc, ChangeHash), Error> {
+        let time = self
+            .doc
+            .get_change_by_hash(&mark)
+            .map_or(0, |c| c.timestamp());
+        let at = self.doc.fork_at(&[mark])?;
+        let actor = derived_actor(&[b"base", seed, &mark.0]);
+        let mut base = AutoCommit::new().with_actor(actor);
+        let mut keys: Vec<String> = at.keys(ROOT).collect();
+        keys.sort();
+        for key in keys {
+            if key == NEXT {
+                continue;
+            }
+            if let Some((automerge::Value::Scalar(v), _)) = at.get(ROOT, key.as_str())? {
+                base.put(ROOT, key.as_str(), owned(v.as_ref()))?;
+            }
+        }
+        let hash = match base.commit_with(CommitOptions::default().with_time(time)) {
+            Some(h) => h,
+            None => base.empty_change(CommitOptions::default().with_time(time)),
+        };
+        Ok((SessionDoc { doc: base }, hash))
+    }
+
+    /// Applies `source` (a change of another document) here at `deps` (the
+    /// translations of its dependencies), as `actor`, dropping its marks:
+    /// the same operations on the same keys with the same time. Returns the
+    /// new change's hash; translating the same source at the same place
+    /// again gives the same change, which automerge keeps once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Automerge`] when `deps` are not all here or an operation
+    /// does not apply.
+    pub(crate) fn translate(
+        &mut self,
+        source: &Change,
+        deps: &[ChangeHash],
+        actor: ActorId,
+    ) -> Result<ChangeHash, Error> {
+        let mut fork = self.doc.fork_at(deps)?.with_actor(actor);
+        let mut wrote = false;
+        for op in source.decode().operations {
+            let (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(key)) =
+                (&op.obj, &op.key)
+            else {
+                continue;
+            };
+            let key = key.to_string();
+            if key == NEXT {
+                continue;
+            }
+            match op.action {
+                automerge::legacy::OpType::Put(v) => {
+                    fork.put(ROOT, key.as_str(), v)?;
+                }
+                automerge::legacy::OpType::Increment(n) => {
+                    if let Some((automerge::Value::Scalar(s), _)) = fork.get(ROOT, key.as_str())? {
+                        if s.is_counter() {
+                            fork.increment(ROOT, key.as_str(), n)?;
+                        }
+                    }
+                }
+                automerge::legacy::OpType::Delete => {
+                    if fork.get(ROOT, key.as_str())?.is_some() {
+                        fork.delete(ROOT, key.as_str())?;
+                    }
+                }
+                _ => continue,
+            }
+            wrote = true;
+        }
+        let options = || CommitOptions::default().with_time(source.timestamp());
+        let hash = match wrote.then(|| fork.commit_with(options())).flatten() {
+            Some(h) => h,
+            None => fork.empty_change(options()),
+        };
+        let change = fork
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| Error::Sync("translated change vanished".into()))?;
+        self.doc.apply_changes([change])?;
+        Ok(hash)
+    }
+}
+
+/// The change that made the operation `id`.
+fn change_of(changes: &[Change], id: &ObjId) -> Option<ChangeHash> {
+    let ObjId::Id(counter, actor, _) = id else {
+        return None;
+    };
+    changes
+        .iter()
+        .find(|c| c.actor_id() == actor && c.start_op().get() <= *counter && *counter <= c.max_op())
+        .map(Change::hash)
+}
+
+/// A scalar as its owned value (counters stay counters, at their total).
+fn owned(v: &ScalarValue) -> ScalarValue {
+    match v {
+        ScalarValue::Counter(c) => ScalarValue::counter(i64::from(c)),
+        other => other.clone(),
+    }
+}
