@@ -34,6 +34,10 @@ enum Step {
     Incr { replica: usize, by: i64 },
     /// One replica's documents to another (and back).
     Sync { a: usize, b: usize },
+    /// One lineage of one replica to another, as a sync of that lineage
+    /// alone does (what a node holds may then lack what a lineage it got
+    /// was built from).
+    Partial { a: usize, b: usize, pick: usize },
     /// A replica moves to the other side of the partition.
     Flip { replica: usize },
 }
@@ -46,6 +50,8 @@ fn step(replicas: usize) -> impl Strategy<Value = Step> {
         1 => (0..replicas).prop_map(|replica| Step::Invalidate { replica }),
         3 => (0..replicas, -3i64..4).prop_map(|(replica, by)| Step::Incr { replica, by }),
         3 => (0..replicas, 0..replicas).prop_map(|(a, b)| Step::Sync { a, b }),
+        2 => (0..replicas, 0..replicas, any::<usize>())
+            .prop_map(|(a, b, pick)| Step::Partial { a, b, pick }),
         1 => (0..replicas).prop_map(|replica| Step::Flip { replica }),
     ]
 }
@@ -96,6 +102,23 @@ fn sync(replicas: &mut [Replica], a: usize, b: usize) {
     let (x, y) = (&mut left[lo], &mut right[0]);
     x.chain.merge_from(&mut y.chain).unwrap();
     y.chain.merge_from(&mut x.chain).unwrap();
+}
+
+/// Lineage number `pick` (of those held) of replica `b` into replica `a`.
+fn partial(replicas: &mut [Replica], a: usize, b: usize, pick: usize) {
+    if a == b {
+        return;
+    }
+    let ids: Vec<(u32, Option<automerge::ChangeHash>)> = replicas[b]
+        .chain
+        .lineages()
+        .map(|(g, base, _)| (g, base))
+        .collect();
+    let (g, base) = ids[pick % ids.len()];
+    let mut doc = replicas[b].chain.lineage_mut(g, base).doc.clone();
+    let chain = &mut replicas[a].chain;
+    chain.lineage_mut(g, base).doc.merge(&mut doc).unwrap();
+    chain.settle().unwrap();
 }
 
 fn run(replicas: usize, threshold: u64, steps: &[Step]) -> Result<(), TestCaseError> {
@@ -154,6 +177,11 @@ fn run_sides(
             Step::Sync { a, b } => {
                 if side[*a] == side[*b] {
                     sync(&mut rs, *a, *b);
+                }
+            }
+            Step::Partial { a, b, pick } => {
+                if side[*a] == side[*b] {
+                    partial(&mut rs, *a, *b, *pick);
                 }
             }
             Step::Shared { replica, key } => {
@@ -275,4 +303,66 @@ proptest! {
     ) {
         run(replicas, threshold, &steps)?;
     }
+}
+
+/// Lineage `(g, base)` of `from` into `to`, alone, and a settle.
+fn take_lineage(to: &mut Chain, from: &mut Chain, g: u32, base: Option<automerge::ChangeHash>) {
+    let mut doc = from.lineage_mut(g, base).doc.clone();
+    to.lineage_mut(g, base).doc.merge(&mut doc).unwrap();
+    to.settle().unwrap();
+}
+
+/// A lineage that lost holds a change carried from the generation before;
+/// a replica lifts that lineage back before the carried change's source
+/// reaches it. When the source comes, the write counts once, not twice.
+#[test]
+fn a_carried_change_lifted_before_its_source_counts_once() {
+    let seed = SessionId::random().doc_key();
+    let mut exercised = 0;
+    for _ in 0..16 {
+        let node = NodeId::random();
+        let mut first = SessionDoc::new(ActorId::random(), node, 1_000, 0, 0);
+        first.increment("n", 1, node).unwrap();
+        first.commit_at(1);
+        let new = |first: &mut SessionDoc| {
+            Chain::new(
+                seed.as_bytes(),
+                ActorId::random(),
+                first.fork_as(ActorId::random()),
+            )
+        };
+        let (mut x, mut y, mut z) = (new(&mut first), new(&mut first), new(&mut first));
+        // X and Y switch at once; Z, not knowing, increments generation 0.
+        x.mark_if_due(1, 2).unwrap();
+        x.settle().unwrap();
+        y.mark_if_due(1, 2).unwrap();
+        y.settle().unwrap();
+        let ours = y.current().1.base;
+        z.current().1.doc.increment("n", 5, node).unwrap();
+        z.current().1.doc.commit_at(3);
+        // Y learns X's mark only; X then takes Z's increment and carries
+        // it onto its own lineage of generation 1.
+        take_lineage(&mut y, &mut x, 0, None);
+        take_lineage(&mut x, &mut z, 0, None);
+        let theirs = x.current().1.base;
+        if y.current().1.base != ours {
+            continue; // X's switch won: nothing of X's is lifted.
+        }
+        exercised += 1;
+        // Y takes X's lineage (holding the carried increment) before the
+        // increment itself.
+        take_lineage(&mut y, &mut x, 1, theirs);
+        take_lineage(&mut y, &mut z, 0, None);
+        for (a, b) in [(0, 1), (1, 2), (0, 2), (0, 1)] {
+            let mut rs = [&mut x, &mut y, &mut z];
+            let (lo, hi) = rs.split_at_mut(b);
+            lo[a].merge_from(hi[0]).unwrap();
+            hi[0].merge_from(lo[a]).unwrap();
+        }
+        for c in [&mut x, &mut y, &mut z] {
+            let values = c.current().1.doc.attributes().unwrap();
+            assert_eq!(values.get("n").and_then(serde_json::Value::as_i64), Some(6));
+        }
+    }
+    assert!(exercised > 0, "no run had X's switch lose");
 }

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{ActorId, ChangeHash};
 
-use super::generation::derived_actor;
+use super::translate::{carry_into, gen_seed, lift, next_of, placed};
 use super::{Error, SessionDoc};
 use crate::clock::Millis;
 
@@ -39,16 +39,16 @@ pub struct GenDoc {
     pub base: Option<ChangeHash>,
     /// The previous generation's changes the base holds (the mark's past),
     /// filled when this lineage is found canonical.
-    in_base: HashSet<ChangeHash>,
+    pub(super) in_base: HashSet<ChangeHash>,
     /// The previous generation's changes carried here, and their
     /// translations.
-    carried: HashMap<ChangeHash, ChangeHash>,
+    pub(super) carried: HashMap<ChangeHash, ChangeHash>,
     /// The winning mark of this document and the next generation's base it
     /// gives, as last computed.
-    next: Option<(ChangeHash, ChangeHash, SessionDoc)>,
+    pub(super) next: Option<(ChangeHash, ChangeHash, SessionDoc)>,
     /// The heads when `next` was last looked for, and whether a mark was
     /// found then: nothing to look for while the document stays unchanged.
-    looked: Option<(Vec<ChangeHash>, bool)>,
+    pub(super) looked: Option<(Vec<ChangeHash>, bool)>,
 }
 
 impl GenDoc {
@@ -64,7 +64,7 @@ impl GenDoc {
     }
 }
 
-type Lineages = BTreeMap<Option<ChangeHash>, GenDoc>;
+pub(super) type Lineages = BTreeMap<Option<ChangeHash>, GenDoc>;
 
 /// Every generation of one session that a node holds.
 #[derive(Debug, Clone)]
@@ -78,6 +78,22 @@ pub struct Chain {
     /// Per generation, the base of its canonical lineage (generation 0:
     /// `None`, always).
     canon: BTreeMap<u32, Option<ChangeHash>>,
+    /// The oldest generation held: its canonical lineage is given (a node
+    /// need not hold the generations before it).
+    lowest: u32,
+}
+
+/// One lineage of a chain taken apart ([`Chain::into_parts`]).
+#[derive(Debug)]
+pub struct Part {
+    /// Its generation.
+    pub gen: u32,
+    /// Its base (`None` for generation 0).
+    pub base: Option<ChangeHash>,
+    /// Its document.
+    pub doc: SessionDoc,
+    /// Built on its generation's winning mark, as far as the chain knows.
+    pub canonical: bool,
 }
 
 impl Chain {
@@ -90,18 +106,75 @@ impl Chain {
             actor,
             gens: BTreeMap::from([(0, BTreeMap::from([(None, GenDoc::new(first, None))]))]),
             canon: BTreeMap::from([(0, None)]),
+            lowest: 0,
         }
+    }
+
+    /// A chain from its lineages (generation, base, document), the oldest
+    /// generation held being `lowest`, whose canonical lineage is
+    /// `lowest_base` (taken as given: a node need not hold the generation
+    /// that decides it; created empty if not among `parts`). Which lineage
+    /// of every later generation is canonical, [`settle`](Self::settle)
+    /// works out; lineages before `lowest` are held as they are.
+    #[must_use]
+    pub fn from_parts(
+        seed: &[u8],
+        actor: ActorId,
+        lowest: u32,
+        lowest_base: Option<ChangeHash>,
+        parts: Vec<(u32, Option<ChangeHash>, SessionDoc)>,
+    ) -> Self {
+        let mut chain = Self {
+            seed: seed.to_vec(),
+            actor,
+            gens: BTreeMap::new(),
+            canon: BTreeMap::from([(lowest, lowest_base)]),
+            lowest,
+        };
+        for (g, base, doc) in parts {
+            chain
+                .gens
+                .entry(g)
+                .or_default()
+                .insert(base, GenDoc::new(doc, base));
+        }
+        chain.lineage_mut(lowest, lowest_base);
+        chain
+    }
+
+    /// The lineages held, oldest first, each with whether it is canonical.
+    #[must_use]
+    pub fn into_parts(self) -> Vec<Part> {
+        let canon = self.canon;
+        self.gens
+            .into_iter()
+            .flat_map(|(gen, ls)| {
+                let canon = canon.get(&gen).copied();
+                ls.into_iter().map(move |(base, d)| Part {
+                    gen,
+                    base,
+                    doc: d.doc,
+                    canonical: canon == Some(base),
+                })
+            })
+            .collect()
+    }
+
+    /// The oldest generation held.
+    #[must_use]
+    pub fn lowest(&self) -> u32 {
+        self.lowest
     }
 
     /// The newest canonical generation: its number and document.
     pub fn current(&mut self) -> (u32, &mut GenDoc) {
-        let mut g = 0;
+        let mut g = self.lowest;
         while self.canonical(g + 1).is_some() {
             g += 1;
         }
         let doc = self
             .canonical_mut(g)
-            .unwrap_or_else(|| unreachable!("generation 0 is always canonical"));
+            .unwrap_or_else(|| unreachable!("the lowest generation is always canonical"));
         (g, doc)
     }
 
@@ -180,7 +253,7 @@ impl Chain {
     /// document that is not what this crate writes).
     pub fn settle(&mut self) -> Result<bool, Error> {
         let mut changed = false;
-        let mut g = 0;
+        let mut g = self.lowest;
         loop {
             let seed = self.gen_seed(g + 1);
             let Some(prev) = self.canonical_mut(g) else {
@@ -217,37 +290,59 @@ impl Chain {
                 let prev = self
                     .canonical_mut(g)
                     .unwrap_or_else(|| unreachable!("checked above"));
-                let kept = lift(&seed, g, prev, lineage, m, &mut above)?;
+                let heads = prev.doc.sorted_heads();
+                let result = lift(&seed, g, prev, lineage, m, &mut above);
+                changed |= prev.doc.sorted_heads() != heads;
                 self.gens.append(&mut above);
-                match kept {
-                    Some(lineage) => {
-                        self.gens.entry(g + 1).or_default().insert(b, lineage);
-                    }
-                    None => changed = true,
-                }
+                // A lineage lifted stays: a lineage built on it may still
+                // arrive, and only it places that one.
+                let lineage = result?;
+                self.gens.entry(g + 1).or_default().insert(b, lineage);
             }
             let known = self.canon.get(&(g + 1)) == Some(&Some(base));
+            // What the next generation's canonical lineage lacks: it is not
+            // held yet, or was made by changes arriving before the base
+            // (which every node builds for itself), or was read back from
+            // disk (the mark's past is worked out again).
+            let (held, has_base, needs_past) = match self
+                .gens
+                .get_mut(&(g + 1))
+                .and_then(|ls| ls.get_mut(&Some(base)))
+            {
+                Some(next) => (true, next.doc.has_changes(&[base]), next.in_base.is_empty()),
+                None => (false, false, true),
+            };
             let prev = self
                 .canonical_mut(g)
                 .unwrap_or_else(|| unreachable!("checked above"));
-            let in_base = (!known).then(|| prev.doc.past_of(&[mark]));
-            let base_doc = prev.next.as_ref().map(|(_, _, d)| d.clone());
+            let in_base = needs_past.then(|| prev.doc.past_of(&[mark]));
+            let mut base_doc = (!has_base)
+                .then(|| prev.next.as_ref().map(|(_, _, d)| d.clone()))
+                .flatten();
+            if !held {
+                let mut doc = base_doc
+                    .take()
+                    .unwrap_or_else(|| unreachable!("computed by next_of"));
+                doc.set_actor(self.actor.clone());
+                self.gens
+                    .entry(g + 1)
+                    .or_default()
+                    .insert(Some(base), GenDoc::new(doc, Some(base)));
+                changed = true;
+            }
             let next = self
                 .gens
-                .entry(g + 1)
-                .or_default()
-                .entry(Some(base))
-                .or_insert_with(|| {
-                    changed = true;
-                    GenDoc::new(
-                        base_doc.unwrap_or_else(|| unreachable!("computed by next_of")),
-                        Some(base),
-                    )
-                });
+                .get_mut(&(g + 1))
+                .and_then(|ls| ls.get_mut(&Some(base)))
+                .unwrap_or_else(|| unreachable!("inserted above"));
+            if let Some(mut doc) = base_doc {
+                next.doc.merge(&mut doc)?;
+                changed = true;
+            }
             if let Some(in_base) = in_base {
-                if next.in_base.is_empty() {
-                    next.in_base = in_base;
-                }
+                next.in_base = in_base;
+            }
+            if !known {
                 self.canon.insert(g + 1, Some(base));
                 changed = true;
             }
@@ -259,234 +354,27 @@ impl Chain {
     /// Carries every change of canonical generation `g` that the canonical
     /// generation `g + 1` does not hold yet. Returns whether any was.
     fn carry(&mut self, g: u32) -> Result<bool, Error> {
-        let seed = self.seed.clone();
         let Some(prev) = self.canonical_mut(g) else {
             return Ok(false);
         };
         let heads = prev.doc.heads();
-        let (in_base, carried) = match self.canonical(g + 1) {
-            Some(next) => (&next.in_base, &next.carried),
+        let done = match self.canonical(g + 1) {
+            Some(next) => heads
+                .iter()
+                .all(|h| next.in_base.contains(h) || next.carried.contains_key(h)),
             None => return Ok(false),
         };
-        if heads
-            .iter()
-            .all(|h| in_base.contains(h) || carried.contains_key(h))
-        {
+        if done {
             return Ok(false);
         }
         let changes = match self.canonical_mut(g) {
             Some(prev) => prev.doc.all_changes(),
             None => return Ok(false),
         };
-        let Some(next) = self.canonical_mut(g + 1) else {
-            return Ok(false);
-        };
-        let Some(base) = next.base else {
-            return Ok(false);
-        };
-        let mut any = false;
-        for change in changes {
-            let h = change.hash();
-            if next.in_base.contains(&h) || next.carried.contains_key(&h) {
-                continue;
-            }
-            let deps = change
-                .deps()
-                .iter()
-                .map(|d| {
-                    if next.in_base.contains(d) {
-                        Some(base)
-                    } else {
-                        next.carried.get(d).copied()
-                    }
-                })
-                .collect::<Option<Vec<_>>>();
-            let Some(mut deps) = deps else {
-                continue;
-            };
-            deps.sort_unstable();
-            deps.dedup();
-            let actor = derived_actor(&[b"carry", &seed, &base.0, &h.0]);
-            let tr = next.doc.translate(&change, &deps, actor)?;
-            next.carried.insert(h, tr);
-            any = true;
-        }
-        Ok(any)
-    }
-}
-
-/// The seed of generation `g`'s base.
-fn gen_seed(seed: &[u8], g: u32) -> Vec<u8> {
-    let mut s = seed.to_vec();
-    s.extend_from_slice(&g.to_be_bytes());
-    s
-}
-
-/// The winning mark of `gen` and the base of the next generation it gives
-/// (cached in `gen.next` while the winner stays).
-fn next_of(gen: &mut GenDoc, seed: &[u8]) -> Result<Option<(ChangeHash, ChangeHash)>, Error> {
-    let heads = gen.doc.sorted_heads();
-    if let Some((seen, marked)) = &gen.looked {
-        if *seen == heads {
-            return Ok(marked
-                .then(|| gen.next.as_ref().map(|(m, b, _)| (*m, *b)))
-                .flatten());
+        let seed = self.seed.clone();
+        match self.canonical_mut(g + 1) {
+            Some(next) => carry_into(&seed, &changes, next),
+            None => Ok(false),
         }
     }
-    let Some(mark) = gen.doc.winning_mark() else {
-        gen.looked = Some((heads, false));
-        return Ok(None);
-    };
-    gen.looked = Some((heads, true));
-    if let Some((m, b, _)) = &gen.next {
-        if *m == mark {
-            return Ok(Some((mark, *b)));
-        }
-    }
-    let (doc, base) = gen.doc.base_at(mark, seed)?;
-    gen.next = Some((mark, base, doc));
-    Ok(Some((mark, base)))
-}
-
-/// The mark of `parent` that lineage `base` of the next generation was
-/// built on, among `marks`; `None` when none (not placed yet).
-fn placed(
-    parent: &mut GenDoc,
-    marks: &[ChangeHash],
-    seed: &[u8],
-    base: Option<ChangeHash>,
-) -> Option<ChangeHash> {
-    marks.iter().copied().find(|m| {
-        parent
-            .doc
-            .base_at(*m, seed)
-            .is_ok_and(|(_, b)| Some(b) == base)
-    })
-}
-
-/// Lifts `lineage` (of generation `g + 1`, built on `mark`, a losing mark
-/// of `parent`) into `parent`, with everything built on it (its lineages in
-/// `above`, at any depth, deepest first). Gives the lineage back when it
-/// cannot be lifted yet: a carried change in it has a source its parent
-/// lacks (it will arrive); what could not be lifted goes back to `above`.
-fn lift(
-    seed: &[u8],
-    g: u32,
-    parent: &mut GenDoc,
-    lineage: GenDoc,
-    mark: ChangeHash,
-    above: &mut BTreeMap<u32, Lineages>,
-) -> Result<Option<GenDoc>, Error> {
-    // The tree built on the lineage, breadth first: (generation, lineage,
-    // index of its parent in the list, the parent's mark it was built on).
-    let mut nodes: Vec<(u32, GenDoc, Option<usize>, ChangeHash)> =
-        vec![(g + 1, lineage, None, mark)];
-    let mut i = 0;
-    while i < nodes.len() {
-        let gen = nodes[i].0;
-        let child_seed = gen_seed(seed, gen + 1);
-        let marks = nodes[i].1.doc.marks();
-        let candidates: Vec<Option<ChangeHash>> = above
-            .get(&(gen + 1))
-            .map(|ls| ls.keys().copied().collect())
-            .unwrap_or_default();
-        for b in candidates {
-            if let Some(m) = placed(&mut nodes[i].1, &marks, &child_seed, b) {
-                if let Some(child) = above.get_mut(&(gen + 1)).and_then(|ls| ls.remove(&b)) {
-                    nodes.push((gen + 1, child, Some(i), m));
-                }
-            }
-        }
-        i += 1;
-    }
-    // Children come after their parents in the list: lift from the end.
-    while let Some((gen, node, up, m)) = nodes.pop() {
-        let target = match up {
-            Some(p) => &mut nodes[p].1,
-            None => &mut *parent,
-        };
-        let Some(back) = lift_one(seed, gen - 1, target, node, m)? else {
-            continue;
-        };
-        // Not yet: this lineage and everything under it that is not lifted
-        // yet waits; so do its ancestors.
-        let mut root = None;
-        for (gen, node, up, _) in nodes.into_iter().chain([(gen, back, up, m)]) {
-            match up {
-                None => root = Some(node),
-                Some(_) => {
-                    above.entry(gen).or_default().insert(node.base, node);
-                }
-            }
-        }
-        return Ok(root);
-    }
-    Ok(None)
-}
-
-/// Lifts one `lineage` (of generation `g + 1`, built on `mark` of
-/// `parent`) into `parent`; gives it back when it cannot be lifted yet.
-fn lift_one(
-    seed: &[u8],
-    g: u32,
-    parent: &mut GenDoc,
-    mut lineage: GenDoc,
-    mark: ChangeHash,
-) -> Result<Option<GenDoc>, Error> {
-    // Lineage change → its counterparts in the parent generation: the base
-    // stands for the mark; a carried change (known by its derived actor)
-    // for its source *and* the mark, since in the lineage it came after the
-    // base; a lifted change for its lift.
-    let Some(base) = lineage.base else {
-        return Ok(Some(lineage));
-    };
-    let mut map: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
-    map.insert(base, vec![mark]);
-    let carry_actors: HashMap<automerge::ActorId, ChangeHash> = parent
-        .doc
-        .all_changes()
-        .iter()
-        .map(|c| {
-            let h = c.hash();
-            (derived_actor(&[b"carry", seed, &base.0, &h.0]), h)
-        })
-        .collect();
-    let changes = lineage.doc.all_changes();
-    // Every change must have its counterpart: a carried change whose source
-    // the parent lacks waits (with everything after it) until it arrives.
-    let mut known: HashSet<ChangeHash> = map.keys().copied().collect();
-    for change in &changes {
-        let h = change.hash();
-        if known.contains(&h)
-            || carry_actors.contains_key(change.actor_id())
-            || change.deps().iter().all(|d| known.contains(d))
-        {
-            known.insert(h);
-        } else {
-            return Ok(Some(lineage));
-        }
-    }
-    for change in changes {
-        let h = change.hash();
-        if map.contains_key(&h) {
-            continue;
-        }
-        if let Some(src) = carry_actors.get(change.actor_id()) {
-            map.insert(h, vec![*src, mark]);
-            continue;
-        }
-        let mut deps = Vec::new();
-        for d in change.deps() {
-            let counterparts = map
-                .get(d)
-                .ok_or_else(|| Error::Sync("a lifted change lost a dependency".into()))?;
-            deps.extend_from_slice(counterparts);
-        }
-        deps.sort_unstable();
-        deps.dedup();
-        let actor = derived_actor(&[b"lift", seed, &g.to_be_bytes(), &h.0]);
-        let lifted = parent.doc.translate(&change, &deps, actor)?;
-        map.insert(h, vec![lifted]);
-    }
-    Ok(None)
 }

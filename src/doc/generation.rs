@@ -34,6 +34,24 @@ pub(crate) fn derived_actor(parts: &[&[u8]]) -> ActorId {
     ActorId::from(&digest[..16])
 }
 
+/// What every carried change's actor starts with: longer than any other
+/// actor this crate makes, so a carried change is known as one even where
+/// its source is not held.
+const CARRY_TAG: &[u8; 4] = b"smc1";
+
+/// The actor of the translation of change `src` carried onto the lineage
+/// whose base is `base`.
+pub(crate) fn carry_actor(seed: &[u8], base: &ChangeHash, src: &ChangeHash) -> ActorId {
+    let derived = derived_actor(&[b"carry", seed, &base.0, &src.0]);
+    ActorId::from([&CARRY_TAG[..], derived.to_bytes()].concat())
+}
+
+/// Whether `actor` is one [`carry_actor`] makes.
+pub(crate) fn is_carry_actor(actor: &ActorId) -> bool {
+    let b = actor.to_bytes();
+    b.len() == CARRY_TAG.len() + 16 && b.starts_with(CARRY_TAG)
+}
+
 impl SessionDoc {
     /// Ends this generation: the next one starts from the state at the
     /// winning mark (pending until committed).
@@ -44,6 +62,65 @@ impl SessionDoc {
     pub(crate) fn mark(&mut self) -> Result<(), Error> {
         self.doc.put(ROOT, NEXT, 1)?;
         Ok(())
+    }
+
+    /// Makes this process's later writes to the document its own: a base
+    /// is built by an actor derived from the mark, which every node shares,
+    /// and two nodes writing as that actor would clash.
+    pub(crate) fn set_actor(&mut self, actor: ActorId) {
+        self.doc.set_actor(actor);
+    }
+
+    /// Every counter slot (`count/<key>/<node>` → value), for diagnostics.
+    #[cfg(feature = "testing")]
+    pub(crate) fn counter_slots(&self) -> Vec<(String, i64)> {
+        self.doc
+            .map_range(ROOT, super::layout::prefix_range(super::layout::COUNT))
+            .filter_map(|item| match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Counter(c)) => {
+                    Some((item.key.chars().rev().take(4).collect::<String>(), c))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every change that writes a counter slot: hash, actor, deps (first
+    /// bytes) and the operations, for diagnostics.
+    #[cfg(feature = "testing")]
+    pub(crate) fn counter_changes(&mut self) -> Vec<String> {
+        self.doc
+            .get_changes(&[])
+            .iter()
+            .filter_map(|c| {
+                let ops: Vec<String> = c
+                    .decode()
+                    .operations
+                    .iter()
+                    .filter_map(|op| match &op.key {
+                        automerge::legacy::Key::Map(k) if k.starts_with("count/") => {
+                            Some(format!("{}:{:?}", &k[k.len() - 4..], op.action))
+                        }
+                        automerge::legacy::Key::Map(k) if k == NEXT => Some("MARK".into()),
+                        _ => None,
+                    })
+                    .collect();
+                (!ops.is_empty()).then(|| {
+                    format!(
+                        "{:02x} by {} deps {:02x?} {:?}",
+                        c.hash().0[0],
+                        &c.actor_id().to_hex_string()[..4],
+                        c.deps().iter().map(|d| d.0[0]).collect::<Vec<_>>(),
+                        ops
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Operations written and not committed yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.doc.pending_ops()
     }
 
     /// Whether any mark has been written.
@@ -75,6 +152,11 @@ impl SessionDoc {
     /// Every change, dependencies before dependents.
     pub(crate) fn all_changes(&mut self) -> Vec<Change> {
         self.doc.get_changes(&[])
+    }
+
+    /// The changes not in the causal past of `heads`, dependencies first.
+    pub(crate) fn changes_after(&mut self, heads: &[ChangeHash]) -> Vec<Change> {
+        self.doc.get_changes(heads)
     }
 
     /// The changes in the causal past of `heads` (themselves included).

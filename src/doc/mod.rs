@@ -40,6 +40,7 @@ mod read;
 mod session_doc;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod summary;
+mod translate;
 
 #[cfg(test)]
 mod tests;
@@ -49,8 +50,10 @@ pub use op::{ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the
 // `testing` feature, for this repository's property tests and benchmarks.
+#[cfg(not(feature = "testing"))]
+pub(crate) use chain::Chain;
 #[cfg(feature = "testing")]
-pub use chain::{Chain, GenDoc};
+pub use chain::{Chain, GenDoc, Part};
 #[cfg(feature = "testing")]
 pub use exchange::{change_header, hash_heads};
 #[cfg(not(feature = "testing"))]

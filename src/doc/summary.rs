@@ -43,6 +43,9 @@ pub struct Summary {
     pub ended: Option<Status>,
     /// The document's heads (sorted): which state this summary describes.
     pub heads: Vec<ChangeHash>,
+    /// The generation the document belongs to (the node sets it; a
+    /// document alone does not know it). Kept by every refresh.
+    pub gen: u32,
 }
 
 impl Summary {
@@ -142,7 +145,9 @@ impl Summary {
             }
         }
         if meta {
+            let gen = self.gen;
             *self = doc.summary_with(std::mem::take(&mut self.attributes));
+            self.gen = gen;
         } else if doc.doc.pending_ops() == 0 {
             self.heads = doc.sorted_heads();
         }
@@ -163,7 +168,9 @@ impl Summary {
         match written {
             Some(keys) => self.refresh(doc, keys.iter().map(String::as_str)),
             None => {
+                let gen = self.gen;
                 *self = doc.summary()?;
+                self.gen = gen;
                 Ok(())
             }
         }
@@ -260,6 +267,7 @@ impl SessionDoc {
             // branch of a conflict).
             ended: if rare_end { self.ended() } else { None },
             heads,
+            gen: 0,
         }
     }
 }
