@@ -28,6 +28,9 @@ pub struct Config {
     max_session_bytes: usize,
     cache_bytes: usize,
     compact_every: u32,
+    generation_changes: u32,
+    generation_growth: u32,
+    generations_kept: u32,
     max_idle: Duration,
     absolute_timeout: Duration,
     touch_interval: Duration,
@@ -47,6 +50,8 @@ impl Config {
     /// | max session size | 1 MiB of attribute JSON |
     /// | document cache | 64 MiB (estimated) |
     /// | snapshot every | 32 commits |
+    /// | new generation after | 64 changes, or a document twice the session's size |
+    /// | earlier generations kept | 4 |
     /// | idle timeout | 30 minutes |
     /// | absolute timeout | 24 hours |
     /// | touch interval | 60 s (at most a tenth of the idle timeout) |
@@ -62,6 +67,9 @@ impl Config {
             max_session_bytes: 1 << 20,
             cache_bytes: 64 << 20,
             compact_every: 32,
+            generation_changes: 64,
+            generation_growth: 2,
+            generations_kept: 4,
             max_idle: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(24 * 3600),
             touch_interval: Duration::from_secs(60),
@@ -101,6 +109,35 @@ impl Config {
     #[must_use]
     pub fn with_compact_every(mut self, n: u32) -> Self {
         self.compact_every = n;
+        self
+    }
+
+    /// Start a session's next generation (a fresh document holding its
+    /// state, without history) once the current one holds `changes`
+    /// changes (at least 2), so that no session's history, size or cost
+    /// per request grows with its age.
+    #[must_use]
+    pub fn with_generation_changes(mut self, changes: u32) -> Self {
+        self.generation_changes = changes;
+        self
+    }
+
+    /// Start the next generation also once the current one's document
+    /// takes `factor` times what the session's attributes take (at least
+    /// 64 KiB): a few overwrites of a large value end a generation early.
+    #[must_use]
+    pub fn with_generation_growth(mut self, factor: u32) -> Self {
+        self.generation_growth = factor;
+        self
+    }
+
+    /// Generations a node keeps before the current one, for changes that
+    /// arrive late (a node that was cut off, a push overtaken by a switch).
+    /// A node that comes back more generations later than this cannot
+    /// carry the writes it made meanwhile into the session.
+    #[must_use]
+    pub fn with_generations_kept(mut self, n: u32) -> Self {
+        self.generations_kept = n;
         self
     }
 
@@ -196,6 +233,24 @@ impl Config {
         self.compact_every
     }
 
+    /// Changes that end a generation.
+    #[must_use]
+    pub fn generation_changes(&self) -> u32 {
+        self.generation_changes
+    }
+
+    /// How large against the session a generation may grow.
+    #[must_use]
+    pub fn generation_growth(&self) -> u32 {
+        self.generation_growth
+    }
+
+    /// Earlier generations kept.
+    #[must_use]
+    pub fn generations_kept(&self) -> u32 {
+        self.generations_kept
+    }
+
     /// The idle timeout of new sessions (`Duration::ZERO` = none).
     #[must_use]
     pub fn max_idle(&self) -> Duration {
@@ -252,6 +307,15 @@ impl Config {
         if self.compact_every == 0 {
             return bad("compact_every", "must be at least 1");
         }
+        if self.generation_changes < 2 {
+            return bad("generation_changes", "must be at least 2");
+        }
+        if self.generation_growth < 2 {
+            return bad("generation_growth", "must be at least 2");
+        }
+        if self.generations_kept == 0 {
+            return bad("generations_kept", "must be at least 1");
+        }
         if self.sweep_interval.is_zero() {
             return bad("sweep_interval", "must be positive");
         }
@@ -273,6 +337,9 @@ impl fmt::Debug for Config {
             .field("max_session_bytes", &self.max_session_bytes)
             .field("cache_bytes", &self.cache_bytes)
             .field("compact_every", &self.compact_every)
+            .field("generation_changes", &self.generation_changes)
+            .field("generation_growth", &self.generation_growth)
+            .field("generations_kept", &self.generations_kept)
             .field("max_idle", &self.max_idle)
             .field("absolute_timeout", &self.absolute_timeout)
             .field("touch_interval", &self.touch_interval)

@@ -40,3 +40,13 @@ pub async fn open_with_faults(config: Config, faults: &StorageFaults) -> Result<
     });
     Node::open_with(config, Some(wrap)).await
 }
+
+/// Every lineage (generation, base, canonical or not, attributes) of the
+/// session `id` that `node` holds, as text: for diagnosing a failed test.
+///
+/// # Errors
+///
+/// As a load.
+pub fn describe(node: &Node, id: &crate::SessionId) -> Result<String, Error> {
+    node.engine_for_tests().describe(id.doc_key())
+}

@@ -6,13 +6,14 @@
 //!
 //! # Format
 //!
-//! `base64url( 1 ‖ issued (u64 BE, ms) ‖ n (u8) ‖ n heads × 32 B ‖ MAC )`,
-//! with `n ≤ 8` and MAC = the first 16 bytes of HMAC-SHA-256 over the
+//! `base64url( 2 ‖ issued (u64 BE, ms) ‖ generation (u32 BE) ‖ n (u8) ‖
+//! n heads × 32 B ‖ MAC )`, with `n ≤ 8` and MAC = the first 16 bytes of HMAC-SHA-256 over the
 //! session's document key and everything before the MAC. The HMAC key is
 //! derived from the cluster key, so every node of the cluster can check a
 //! token and nothing outside it can make one. Binding the MAC to the
 //! document key makes a token useless for any other session; the token
-//! itself carries no id.
+//! itself carries no id. Tokens of format 1 (before generations: no
+//! generation field) still read, as generation 0.
 //!
 //! A token older than the tombstone GC horizon proves nothing any more
 //! (every node may have forgotten the session since), and one issued
@@ -29,11 +30,15 @@ use crate::clock::Millis;
 use crate::engine::Version;
 use crate::id::DocKey;
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Tokens issued before generations: no generation field.
+const FORMAT_V1: u8 = 1;
 const MAC_LEN: usize = 16;
 const HEAD_LEN: usize = 32;
-/// Bytes before the heads: format, issue time, head count.
-const PREFIX: usize = 1 + 8 + 1;
+/// Bytes before the heads: format, issue time, generation, head count.
+const PREFIX: usize = 1 + 8 + 4 + 1;
+/// The same for format 1.
+const PREFIX_V1: usize = 1 + 8 + 1;
 /// The longest token text (base64 of the largest token).
 const MAX_TEXT: usize = (PREFIX + Version::MAX_HEADS * HEAD_LEN + MAC_LEN) * 4 / 3 + 4;
 /// How far ahead of this node's clock a token's issue time may be.
@@ -95,6 +100,7 @@ impl TokenKey {
         let mut bytes = Vec::with_capacity(PREFIX + heads.len() * HEAD_LEN + MAC_LEN);
         bytes.push(FORMAT);
         bytes.extend_from_slice(&now.to_be_bytes());
+        bytes.extend_from_slice(&version.gen().to_be_bytes());
         // `Version` holds at most MAX_HEADS (8) heads.
         bytes.push(u8::try_from(heads.len()).unwrap_or(u8::MAX));
         for h in heads {
@@ -119,15 +125,17 @@ impl TokenKey {
         let bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| TokenError::Malformed)?;
-        if bytes.len() < PREFIX + MAC_LEN {
+        if bytes.len() < PREFIX_V1 + MAC_LEN {
             return Err(TokenError::Malformed);
         }
         let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
-        if body[0] != FORMAT {
-            return Err(TokenError::Malformed);
-        }
-        let n = usize::from(body[PREFIX - 1]);
-        if n > Version::MAX_HEADS || body.len() != PREFIX + n * HEAD_LEN {
+        let prefix = match body[0] {
+            FORMAT if body.len() >= PREFIX => PREFIX,
+            FORMAT_V1 => PREFIX_V1,
+            _ => return Err(TokenError::Malformed),
+        };
+        let n = usize::from(body[prefix - 1]);
+        if n > Version::MAX_HEADS || body.len() != prefix + n * HEAD_LEN {
             return Err(TokenError::Malformed);
         }
         // Compared in constant time by the MAC library.
@@ -146,7 +154,12 @@ impl TokenKey {
         if now.saturating_sub(issued) > max_age {
             return Err(TokenError::Expired);
         }
-        let heads = body[PREFIX..]
+        let gen = if prefix == PREFIX {
+            u32::from_be_bytes([body[9], body[10], body[11], body[12]])
+        } else {
+            0
+        };
+        let heads = body[prefix..]
             .chunks_exact(HEAD_LEN)
             .map(|c| {
                 let mut h = [0u8; HEAD_LEN];
@@ -154,7 +167,7 @@ impl TokenKey {
                 ChangeHash(h)
             })
             .collect();
-        Ok(Version::new(heads))
+        Ok(Version::new(gen, heads))
     }
 }
 
@@ -174,7 +187,10 @@ mod tests {
     const HOUR: Millis = 3_600_000;
 
     fn version(n: u8) -> Version {
-        Version::new((0..n).map(|i| ChangeHash([i; 32])).collect())
+        Version::new(
+            u32::from(n) * 7,
+            (0..n).map(|i| ChangeHash([i; 32])).collect(),
+        )
     }
 
     #[test]
@@ -202,8 +218,26 @@ mod tests {
                 .is_err());
         }
         // More heads than a token holds: the first ones, still valid.
-        let many = Version::new((0..20).map(|i| ChangeHash([i; 32])).collect());
+        let many = Version::new(56, (0..20).map(|i| ChangeHash([i; 32])).collect());
         assert_eq!(many, version(8));
+    }
+
+    #[test]
+    fn a_token_of_the_first_format_reads_as_generation_zero() {
+        let key = TokenKey::derive(&[7; 32]);
+        let a = SessionId::random().doc_key();
+        let now = 100 * HOUR;
+        let mut body = vec![FORMAT_V1];
+        body.extend_from_slice(&now.to_be_bytes());
+        body.push(1);
+        body.extend_from_slice(&[3; 32]);
+        let mac = key.mac(a, &body);
+        body.extend_from_slice(&mac);
+        let text = URL_SAFE_NO_PAD.encode(body);
+        assert_eq!(
+            key.read(a, &text, now, HOUR),
+            Ok(Version::new(0, vec![ChangeHash([3; 32])]))
+        );
     }
 
     #[test]

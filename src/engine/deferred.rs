@@ -4,8 +4,9 @@
 //! later, because automerge's cost of applying grows with the document's
 //! history per batch, not per change.
 
-use super::shared::Shared;
-use crate::doc::{change_header, hash_heads, written_keys};
+use super::generations::advance;
+use super::shared::{digest_hash, Shared};
+use crate::doc::{change_header, written_keys};
 use crate::id::DocKey;
 use crate::store::SlotState;
 use crate::Error;
@@ -16,14 +17,25 @@ const DEFER_MAX: usize = 32;
 /// Applies the deferred changes of the document in `state`, refreshes its
 /// summary and moves it in the expiry index if its deadline moved. The
 /// changes are on disk already; if they do not apply, the slot is reset and
-/// the error returned (the next access reads the disk again).
+/// the error returned (the next access reads the disk again). A document
+/// whose generation is marked (by those changes, or by a switch that failed
+/// earlier) moves to the next generation.
 pub(crate) fn settle(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
     let result = apply_deferred(shared, key, state);
     if let Err(e) = &result {
         tracing::error!(session = %key.short(), error = %e, "deferred changes did not apply");
         *state = SlotState::Unloaded;
+        return result;
     }
-    result
+    // What the switch makes, every node that has the mark makes as well:
+    // nothing to push from here.
+    if let Err(e) = advance(shared, key, state) {
+        if matches!(state, SlotState::Unloaded) {
+            *state = shared.read(key)?;
+        }
+        tracing::warn!(session = %key.short(), error = %e, "generation switch failed; will retry");
+    }
+    Ok(())
 }
 
 fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result<(), Error> {
@@ -88,6 +100,8 @@ pub(crate) fn defer(
         record: Some(rec),
         summary,
         deferred,
+        lineage,
+        ..
     } = state
     else {
         return Ok(false);
@@ -119,9 +133,14 @@ pub(crate) fn defer(
     heads.retain(|h| !deps.contains(h));
     heads.push(hash);
     let at = shared.index_time(summary, shared.now());
-    *rec = shared
-        .store()?
-        .append(key, chunk, Some(*rec), at, hash_heads(&heads))?;
+    *rec = shared.store()?.append(
+        key,
+        chunk,
+        Some(*rec),
+        *lineage,
+        at,
+        digest_hash(*lineage, &heads),
+    )?;
     deferred.chunks.push(chunk.to_vec());
     deferred.heads = heads;
     Ok(true)

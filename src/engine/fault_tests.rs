@@ -5,6 +5,8 @@
 
 use super::replica_tests::{change, config, insert, live, open, remote_session};
 use super::*;
+use crate::store::LineageId;
+const FIRST: LineageId = LineageId::FIRST;
 use crate::doc::Op;
 use crate::store::{Faulty, Storage, StorageFaults, WriteKind};
 use crate::{Error, ManualClock, SessionId};
@@ -99,16 +101,16 @@ fn a_replica_that_cannot_persist_a_push_refuses_it_and_takes_it_again() {
         let engine = faulty(dir.path(), &clock, &faults);
         // The first change of a session, then one that would be deferred.
         faults.fail_next(WriteKind::Append);
-        assert_eq!(engine.apply_push(key, &first), Applied::No);
+        assert_eq!(engine.apply_push(key, FIRST, &first), Applied::No);
         assert_eq!(engine.session_count(), 0);
-        assert_eq!(engine.apply_push(key, &first), Applied::Yes);
+        assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
         let second = change(&mut source, |d| d.insert("a", &1).unwrap());
         faults.fail_next(WriteKind::Append);
-        assert_eq!(engine.apply_push(key, &second), Applied::No);
+        assert_eq!(engine.apply_push(key, FIRST, &second), Applied::No);
         let third = change(&mut source, |d| d.insert("b", &2).unwrap());
-        assert_eq!(engine.apply_push(key, &third), Applied::MissingDeps);
+        assert_eq!(engine.apply_push(key, FIRST, &third), Applied::MissingDeps);
         // The sender's retry (or sync) brings the refused change again.
-        assert_eq!(engine.apply_push(key, &second), Applied::Yes);
+        assert_eq!(engine.apply_push(key, FIRST, &second), Applied::Yes);
         let view = live(&engine, key).unwrap();
         assert_eq!(view.attributes.len(), 2, "{:?}", view.attributes);
         // Local writes go on meanwhile.

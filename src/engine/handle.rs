@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use automerge::sync;
 
+use super::lineages::{self, Held};
 use super::replica::{Applied, Step};
 use super::requests::Loaded;
 use super::shared::{Pushes, Shared, Wrap};
@@ -12,6 +13,7 @@ use super::{replica, requests, sweep};
 use crate::clock::Millis;
 use crate::doc::Op;
 use crate::id::{DocKey, NodeId};
+use crate::store::LineageId;
 use crate::{Config, Error};
 
 /// A node's sessions, synchronously: every method runs to its end on the
@@ -102,20 +104,48 @@ impl Engine {
         requests::rotate(&self.shared, old, new, ops)
     }
 
-    /// A peer's change chunk, persisted before this returns.
-    pub(crate) fn apply_push(&self, key: DocKey, chunk: &[u8]) -> Applied {
-        replica::apply_push(&self.shared, key, chunk)
+    /// A peer's change chunk for lineage `lineage` of `key`, persisted
+    /// before this returns.
+    pub(crate) fn apply_push(&self, key: DocKey, lineage: LineageId, chunk: &[u8]) -> Applied {
+        replica::apply_push(&self.shared, key, lineage, chunk)
     }
 
-    /// One step of automerge's sync protocol for `key` with the peer whose
-    /// state is `state`.
+    /// One step of automerge's sync protocol for lineage `lineage` of `key`
+    /// with the peer whose state is `state`.
     pub(crate) fn sync_step(
         &self,
         key: DocKey,
+        lineage: LineageId,
         state: &mut sync::State,
         msg: Option<&[u8]>,
     ) -> Result<Step, Error> {
-        replica::sync_step(&self.shared, key, state, msg)
+        replica::sync_step(&self.shared, key, lineage, state, msg)
+    }
+
+    /// What this node holds of `key`: its lineages, a tombstone, nothing.
+    pub(crate) fn lineages(&self, key: DocKey) -> Result<Held, Error> {
+        self.check_open()?;
+        lineages::lineages(&self.shared, key)
+    }
+
+    /// Takes `target`, a lineage of `key`'s oldest generation held here, as
+    /// that generation's canonical one (see [`lineages::retrust`]).
+    pub(crate) fn retrust(&self, key: DocKey, target: LineageId) -> Result<bool, Error> {
+        self.check_open()?;
+        lineages::retrust(&self.shared, key, target)
+    }
+
+    /// Every lineage of `key` held here, described (diagnostics).
+    #[cfg(feature = "testing")]
+    pub(crate) fn describe(&self, key: DocKey) -> Result<String, Error> {
+        lineages::describe(&self.shared, key)
+    }
+
+    /// Makes `target` the current lineage of `key`, dropping the
+    /// generations before it (see [`lineages::adopt`]).
+    pub(crate) fn adopt(&self, key: DocKey, target: LineageId) -> Result<bool, Error> {
+        self.check_open()?;
+        lineages::adopt(&self.shared, key, target)
     }
 
     /// Ends `key` here because a peer holds it as ended for good.
@@ -148,6 +178,25 @@ impl Engine {
             Ok(_) | Err(Error::Shutdown) => {}
             Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
         }
+    }
+
+    /// `key`'s current generation, its document's change count and how
+    /// many other lineages it keeps (tests).
+    #[cfg(test)]
+    pub(crate) fn generation(&self, key: DocKey) -> Option<(u32, u64, usize)> {
+        super::slots::with_slot(&self.shared, key, |state| {
+            Ok(match state {
+                crate::store::SlotState::Doc {
+                    doc,
+                    lineage,
+                    others,
+                    ..
+                } => Some((lineage.gen, doc.change_count(), others.len())),
+                _ => None,
+            })
+        })
+        .ok()
+        .flatten()
     }
 
     /// The summary the cache kept for `key`'s evicted document, if any.

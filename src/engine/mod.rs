@@ -11,13 +11,17 @@
 //! | `shared.rs` | the state every operation shares; reading a document, persisting what it gained (and compacting) |
 //! | `slots.rs` | one document at a time: its slot's lock, first read, cache charge |
 //! | `deferred.rs` | pushed changes persisted now, applied in batches later |
+//! | `generations.rs` | a session's chain of generations: when to switch, the steps that switch, place, lift and carry |
+//! | `lineages.rs` | what a peer is told of a session's lineages; the jump of a node away too long |
 //! | `requests.rs` | what a request does: load, create, commit, rotate |
 //! | `replica.rs` | what a peer sends: a pushed change, a sync step, a digest, an end |
 //! | `sweep.rs` | tombstoning dead sessions, forgetting old tombstones |
 //! | `view.rs` | [`SessionView`], [`SweepReport`] |
 
 mod deferred;
+mod generations;
 mod handle;
+mod lineages;
 mod replica;
 mod requests;
 mod shared;
@@ -28,12 +32,15 @@ mod view;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod generation_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use handle::Engine;
+pub(crate) use lineages::{Held, LineageInfo};
 pub(crate) use replica::{Applied, Step};
 pub(crate) use requests::Loaded;
-pub(crate) use shared::{Pushes, Wrap};
+pub(crate) use shared::{Push, Pushes, Wrap};
 pub use view::{SessionView, SweepReport, Version};

@@ -5,13 +5,14 @@
 use automerge::sync;
 
 use super::deferred::defer;
+use super::generations::{accepts, advance, lowest_for, step};
 use super::requests::commit;
 use super::shared::{Pushes, Shared};
 use super::slots::{with_slot, with_slot_deferred};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
-use crate::store::{Deferred, SlotState};
+use crate::store::{Deferred, LineageId, SlotState};
 use crate::Error;
 
 /// What became of a pushed change.
@@ -36,13 +37,16 @@ pub(crate) enum Step {
     Gone { ended: bool },
 }
 
-/// Runs `f` on the document for `key`, creating an empty replica when this
-/// node has none, and persists whatever `f` added. Returns `Err(ended)` for
-/// a tombstone. `f` returns, besides its answer, the chunk of the one change
-/// it applied when it knows the document moved by exactly that change.
+/// Runs `f` on lineage `target` of `key`'s document, creating an empty
+/// replica when this node has none, and persists whatever `f` added.
+/// Returns `Err(ended)` for a tombstone. `f` returns, besides its answer,
+/// the chunk of the one change it applied when it knows the document moved
+/// by exactly that change. A lineage other than the current one takes a
+/// generation step (see `generations.rs`).
 fn absorb<R>(
     shared: &Shared,
     key: DocKey,
+    target: LineageId,
     f: impl FnOnce(&mut SessionDoc) -> Result<(R, Option<Vec<u8>>), Error>,
 ) -> Result<Result<R, bool>, Error> {
     with_slot(shared, key, |state| {
@@ -50,20 +54,40 @@ fn absorb<R>(
             SlotState::Tombstone { ended } => return Ok(Err(*ended)),
             SlotState::Missing => {
                 let mut doc = SessionDoc::empty(shared.actor());
-                let summary = doc.summary()?;
+                let mut summary = doc.summary()?;
+                summary.gen = target.gen;
                 *state = SlotState::Doc {
                     doc,
                     record: None,
                     summary,
                     deferred: Deferred::default(),
+                    lineage: target,
+                    others: Vec::new(),
                 };
                 true
             }
             _ => false,
         };
-        let SlotState::Doc { doc, .. } = state else {
+        let SlotState::Doc {
+            doc,
+            lineage,
+            others,
+            ..
+        } = state
+        else {
             return Ok(Err(false));
         };
+        if *lineage != target {
+            accepts(*lineage, others, target, shared.config().generations_kept())?;
+            let lowest = lowest_for(*lineage, others, target);
+            // What the step makes, every node that has what arrived makes
+            // as well: nothing to push from here.
+            let (out, _) = step(shared, key, state, lowest, None, Some(target), |chain| {
+                let l = chain.lineage_mut(target.gen, target.base_hash());
+                f(&mut l.doc).map(|(out, _)| out)
+            })?;
+            return Ok(Ok(out));
+        }
         let heads = doc.heads();
         let (out, exact) = match f(doc) {
             Ok(out) => out,
@@ -99,20 +123,37 @@ fn absorb<R>(
             if was_missing {
                 shared.count_session(true);
             }
+            if let Err(e) = advance(shared, key, state) {
+                if matches!(state, SlotState::Unloaded) {
+                    *state = shared.read(key)?;
+                }
+                tracing::warn!(session = %key.short(), error = %e, "generation switch failed; will retry");
+            }
         }
         Ok(Ok(out))
     })
 }
 
-/// A peer's change chunk.
-pub(crate) fn apply_push(shared: &Shared, key: DocKey, changes: &[u8]) -> Applied {
+/// A peer's change chunk for lineage `lineage` of `key`.
+pub(crate) fn apply_push(
+    shared: &Shared,
+    key: DocKey,
+    lineage: LineageId,
+    changes: &[u8],
+) -> Applied {
     if changes.is_empty() {
         tracing::warn!(session = %key.short(), "empty push refused");
         return Applied::No;
     }
     // Most pushes follow the replica's heads directly (peers send in commit
     // order): those are persisted and applied later, in a batch.
-    match with_slot_deferred(shared, key, |state| defer(shared, key, state, changes)) {
+    let deferred = with_slot_deferred(shared, key, |state| match state {
+        SlotState::Doc { lineage: cur, .. } if *cur == lineage => {
+            defer(shared, key, state, changes)
+        }
+        _ => Ok(false),
+    });
+    match deferred {
         Ok(true) => return Applied::Yes,
         Ok(false) => {}
         Err(e) => {
@@ -120,7 +161,7 @@ pub(crate) fn apply_push(shared: &Shared, key: DocKey, changes: &[u8]) -> Applie
             return Applied::No;
         }
     }
-    let applied = absorb(shared, key, |doc| {
+    let applied = absorb(shared, key, lineage, |doc| {
         let exact = doc.apply_change_chunk(changes)?;
         Ok((doc.has_missing_deps(), exact.then(|| changes.to_vec())))
     });
@@ -135,16 +176,18 @@ pub(crate) fn apply_push(shared: &Shared, key: DocKey, changes: &[u8]) -> Applie
     }
 }
 
-/// Applies the peer's sync message about `key`, if any, and returns this
-/// node's next message: one visit to the document for both. `state` is the
-/// sync state this node keeps for that peer and document.
+/// Applies the peer's sync message about lineage `lineage` of `key`, if
+/// any, and returns this node's next message: one visit to the document for
+/// both. `state` is the sync state this node keeps for that peer and
+/// lineage.
 pub(crate) fn sync_step(
     shared: &Shared,
     key: DocKey,
+    lineage: LineageId,
     state: &mut sync::State,
     msg: Option<&[u8]>,
 ) -> Result<Step, Error> {
-    let out = absorb(shared, key, |doc| {
+    let out = absorb(shared, key, lineage, |doc| {
         if let Some(m) = msg {
             doc.receive_sync_message(state, m)?;
         }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use automerge::ActorId;
 
 use super::*;
+use crate::store::LineageId;
+const FIRST: LineageId = LineageId::FIRST;
 use crate::doc::{Op, SessionDoc};
 use crate::{Clock, Config, DocKey, ManualClock, NodeId, SessionId};
 
@@ -71,7 +73,7 @@ fn a_session_dead_on_arrival_is_not_kept() {
     let remote = NodeId::random();
     let push = |doc: &mut SessionDoc| {
         let key = SessionId::random().doc_key();
-        engine.apply_push(key, &doc.save_after(&[]))
+        engine.apply_push(key, FIRST, &doc.save_after(&[]))
     };
     // Invalidated before it ever reached us.
     let mut ended = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
@@ -102,14 +104,18 @@ fn deferred_pushes_are_durable_visible_and_digested_like_applied_ones() {
     let (mut source, first) = remote_session(&clock);
     {
         let engine = open(dir.path(), &clock);
-        assert_eq!(engine.apply_push(key, &first), Applied::Yes);
+        assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
         // More than one deferral batch, and past the compaction threshold (4).
         for i in 1..=70 {
             let chunk = change(&mut source, |d| {
                 d.insert("n", &i).unwrap();
                 d.increment("c", 1, counter).unwrap();
             });
-            assert_eq!(engine.apply_push(key, &chunk), Applied::Yes, "push {i}");
+            assert_eq!(
+                engine.apply_push(key, FIRST, &chunk),
+                Applied::Yes,
+                "push {i}"
+            );
         }
         // What anti-entropy compares equals the sender's, applied or not.
         let digest = engine.digest(&[], None, 10).unwrap();
@@ -119,7 +125,7 @@ fn deferred_pushes_are_durable_visible_and_digested_like_applied_ones() {
         assert_eq!(view.attributes["c"], 70);
         for i in 71..=75 {
             let chunk = change(&mut source, |d| d.insert("n", &i).unwrap());
-            assert_eq!(engine.apply_push(key, &chunk), Applied::Yes);
+            assert_eq!(engine.apply_push(key, FIRST, &chunk), Applied::Yes);
         }
         engine.close(true).unwrap();
     }
@@ -138,15 +144,19 @@ fn a_push_that_releases_a_queued_change_applies_both() {
     let key = SessionId::random().doc_key();
     let (mut source, first) = remote_session(&clock);
     let engine = open(dir.path(), &clock);
-    engine.apply_push(key, &first);
-    engine.apply_push(key, &change(&mut source, |d| d.insert("a", &1).unwrap()));
+    engine.apply_push(key, FIRST, &first);
+    engine.apply_push(
+        key,
+        FIRST,
+        &change(&mut source, |d| d.insert("a", &1).unwrap()),
+    );
     // The second change is held back; the third arrives first.
     let second = change(&mut source, |d| d.insert("b", &2).unwrap());
     let third = change(&mut source, |d| d.insert("c", &3).unwrap());
-    assert_eq!(engine.apply_push(key, &third), Applied::MissingDeps);
+    assert_eq!(engine.apply_push(key, FIRST, &third), Applied::MissingDeps);
     // The second follows the replica's heads exactly, yet must not be
     // deferred: it releases the queued third.
-    assert_eq!(engine.apply_push(key, &second), Applied::Yes);
+    assert_eq!(engine.apply_push(key, FIRST, &second), Applied::Yes);
     let view = live(&engine, key).unwrap();
     assert_eq!(view.attributes.len(), 3, "{:?}", view.attributes);
     engine.close(true).unwrap();

@@ -7,13 +7,14 @@
 
 use automerge::ChangeHash;
 
-use super::shared::{ms, Pushes, Shared};
+use super::generations;
+use super::shared::{ms, Push, Pushes, Shared};
 use super::slots::with_slot;
 use super::view::{SessionView, Version};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
 use crate::id::DocKey;
-use crate::store::{Deferred, SlotState};
+use crate::store::{Deferred, LineageId, SlotState};
 use crate::Error;
 
 /// What a load found.
@@ -43,7 +44,7 @@ pub(crate) fn load(
         if summary.status(now) != Status::Live {
             return Some(Loaded::Gone);
         }
-        let fresh = seen.is_none_or(|v| v.within(&summary.heads));
+        let fresh = seen.is_none_or(|v| v.within(summary.gen, &summary.heads));
         let narrow = summary.heads.len() <= Version::MAX_HEADS;
         (fresh && narrow && !shared.touch_due(summary, now))
             .then(|| Loaded::Live(SessionView::of(summary)))
@@ -53,7 +54,7 @@ pub(crate) fn load(
     }
     with_slot(shared, key, |state| {
         let now = shared.now();
-        let SlotState::Doc { doc, summary, .. } = state else {
+        let SlotState::Doc { summary, .. } = state else {
             let found = match state {
                 SlotState::Missing => Loaded::Missing,
                 _ => Loaded::Gone,
@@ -63,11 +64,15 @@ pub(crate) fn load(
         if summary.status(now) != Status::Live {
             return Ok((Loaded::Gone, Vec::new()));
         }
-        let fresh = seen.is_none_or(|v| v.within(&summary.heads) || doc.has_changes(v.heads()));
-        // The client saw exactly this state: an access recorded now is the
-        // only news, and not worth a new token (one more cookie that could
-        // overwrite the token of the user's write answered meanwhile).
-        let exact = seen.is_some_and(|v| v.heads() == summary.heads.as_slice());
+        let exact =
+            seen.is_some_and(|v| v.gen() == summary.gen && v.heads() == summary.heads.as_slice());
+        let fresh = match seen {
+            Some(v) => includes(shared, key, state, v)?,
+            None => true,
+        };
+        let SlotState::Doc { doc, summary, .. } = state else {
+            return Ok((Loaded::Gone, Vec::new()));
+        };
         // More concurrent heads than a token holds: a touch merges them
         // into one, so the token names the whole state.
         let wide = summary.heads.len() > Version::MAX_HEADS;
@@ -81,12 +86,14 @@ pub(crate) fn load(
             } else {
                 doc.touch(shared.node_id(), now)?;
             }
-            if let Some(chunk) = commit_slot(shared, key, state, &heads, now)? {
-                pushes.push((key, chunk));
-            }
+            pushes.extend(commit_slot(shared, key, state, &heads, now)?);
         }
         let found = match live_view(state, now) {
             Some(mut view) if fresh => {
+                // The client saw exactly this state: an access recorded now
+                // is the only news, and not worth a new token (one more
+                // cookie that could overwrite the token of the user's write
+                // answered meanwhile).
                 if let (true, Some(seen)) = (exact, seen) {
                     view.version = seen.clone();
                 }
@@ -104,18 +111,53 @@ pub(crate) fn load(
 pub(crate) fn holds(shared: &Shared, key: DocKey, seen: &Version) -> Result<bool, Error> {
     if shared
         .cache()
-        .with_kept(key, |summary| seen.within(&summary.heads))
+        .with_kept(key, |summary| seen.within(summary.gen, &summary.heads))
         == Some(true)
     {
         return Ok(true);
     }
-    with_slot(shared, key, |state| {
-        Ok(match state {
-            SlotState::Doc { doc, summary, .. } => {
-                seen.within(&summary.heads) || doc.has_changes(seen.heads())
+    with_slot(shared, key, |state| includes(shared, key, state, seen))
+}
+
+/// Whether the document in `state` holds every change of `seen`. A version
+/// of an earlier generation is held when that generation's canonical
+/// lineage here holds it (whatever reached it was carried forward); one
+/// this node does not keep (any more) is taken as held: it is older than
+/// every generation kept here.
+fn includes(
+    shared: &Shared,
+    key: DocKey,
+    state: &mut SlotState,
+    seen: &Version,
+) -> Result<bool, Error> {
+    let SlotState::Doc {
+        doc,
+        summary,
+        others,
+        ..
+    } = state
+    else {
+        return Ok(false);
+    };
+    Ok(match seen.gen().cmp(&summary.gen) {
+        std::cmp::Ordering::Equal => {
+            seen.within(summary.gen, &summary.heads) || doc.has_changes(seen.heads())
+        }
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Less => {
+            match others
+                .iter()
+                .find(|l| l.id.gen == seen.gen() && l.canonical)
+            {
+                None => true,
+                Some(l) => {
+                    let bytes = shared.store()?.load_lineage(key, l)?;
+                    let mut old = SessionDoc::load(&bytes, shared.actor())
+                        .map_err(crate::store::Error::from)?;
+                    old.has_changes(seen.heads())
+                }
             }
-            _ => false,
-        })
+        }
     })
 }
 
@@ -155,9 +197,11 @@ pub(crate) fn create(
             record: None,
             summary,
             deferred: Deferred::default(),
+            lineage: LineageId::FIRST,
+            others: Vec::new(),
         };
-        let chunk = match commit_slot(shared, key, state, &[], now) {
-            Ok(chunk) => chunk,
+        let pushes = match commit_slot(shared, key, state, &[], now) {
+            Ok(pushes) => pushes,
             Err(e) => {
                 *state = SlotState::Missing;
                 return Err(e);
@@ -167,10 +211,7 @@ pub(crate) fn create(
         let SlotState::Doc { summary, .. } = state else {
             return Err(crate::store::Error::Corrupt("created session vanished".into()).into());
         };
-        Ok((
-            SessionView::of(summary),
-            chunk.map(|c| (key, c)).into_iter().collect(),
-        ))
+        Ok((SessionView::of(summary), pushes))
     })
 }
 
@@ -195,12 +236,9 @@ pub(crate) fn commit(
         }
         let heads = doc.heads();
         apply_all(shared, doc, ops)?;
-        let chunk = commit_slot(shared, key, state, &heads, now)?;
+        let pushes = commit_slot(shared, key, state, &heads, now)?;
         // An invalidation in `ops` is answered like any other end.
-        Ok((
-            live_view(state, now),
-            chunk.map(|c| (key, c)).into_iter().collect(),
-        ))
+        Ok((live_view(state, now), pushes))
     })
 }
 
@@ -225,35 +263,51 @@ pub(crate) fn rotate(
         let (view, mut pushes) = create(shared, new, ops, Some(doc))?;
         let heads = doc.heads();
         doc.set_successor(new)?;
-        if let Some(chunk) = commit_slot(shared, old, state, &heads, now)? {
-            pushes.push((old, chunk));
-        }
+        pushes.extend(commit_slot(shared, old, state, &heads, now)?);
         Ok((Some(view), pushes))
     })
 }
 
-/// Commits the pending operations of the document in `state`, persists the
-/// change and returns its chunk (`None` when nothing changed).
+/// Commits the pending operations of the document in `state` (ending its
+/// generation with them when it is due), persists the change and returns
+/// what to push: the change, and what a generation switch made.
 fn commit_slot(
     shared: &Shared,
     key: DocKey,
     state: &mut SlotState,
     heads: &[ChangeHash],
     now: Millis,
-) -> Result<Option<Vec<u8>>, Error> {
-    let SlotState::Doc { doc, .. } = state else {
-        return Ok(None);
+) -> Result<Pushes, Error> {
+    let due = generations::due(shared, state);
+    let SlotState::Doc { doc, lineage, .. } = state else {
+        return Ok(Vec::new());
     };
+    let lineage = *lineage;
+    if due && doc.pending() > 0 {
+        // The mark rides on the request's own change: one change, one push.
+        doc.mark()?;
+    }
     if doc.commit().is_none() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     // The change just made, as a chunk. (automerge's `get_last_local_change`
     // would do, but it keeps memory in the document: RSS grew eightfold over
     // 100,000 sessions.)
     let chunk = doc.save_after(heads);
-    shared
-        .persist(key, state, heads, now, Some(chunk))
-        .map(Some)
+    let chunk = shared.persist(key, state, heads, now, Some(chunk))?;
+    let mut pushes = vec![Push {
+        key,
+        lineage,
+        chunk,
+    }];
+    // The write is on disk; a switch that fails is tried again on the next
+    // access (the mark stays), and the slot reads the disk again.
+    match generations::advance(shared, key, state) {
+        Ok(more) => pushes.extend(more),
+        Err(_) if matches!(state, SlotState::Unloaded) => *state = shared.read(key)?,
+        Err(_) => {}
+    }
+    Ok(pushes)
 }
 
 fn apply_all(shared: &Shared, doc: &mut SessionDoc, ops: &[Op]) -> Result<(), Error> {

@@ -9,13 +9,40 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use automerge::{ActorId, ChangeHash};
 
 use crate::clock::Millis;
-use crate::doc::{written_keys, SessionDoc, Status, Summary};
+use crate::doc::{hash_heads, written_keys, SessionDoc, Status, Summary};
 use crate::id::{random_bytes, DocKey, NodeId};
-use crate::store::{Cache, Db, Deferred, DirLock, SlotState, Storage, Stored, IDENTITY_FILE};
+use crate::store::{
+    Cache, Db, Deferred, DirLock, LineageId, SlotState, Storage, Stored, IDENTITY_FILE,
+};
 use crate::{Config, Error};
 
-/// Change chunks persisted by an operation, to push to peers in order.
-pub(crate) type Pushes = Vec<(DocKey, Vec<u8>)>;
+/// One change persisted by an operation, to push to peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Push {
+    /// The session's document key.
+    pub(crate) key: DocKey,
+    /// The lineage the change belongs to.
+    pub(crate) lineage: LineageId,
+    /// Exactly one automerge change.
+    pub(crate) chunk: Vec<u8>,
+}
+
+/// Changes persisted by an operation, to push to peers in order.
+pub(crate) type Pushes = Vec<Push>;
+
+/// What anti-entropy digests compare for a session whose current lineage
+/// is `lineage` with `heads`: the heads alone in generation 0 (as before
+/// generations), the lineage with them after.
+pub(crate) fn digest_hash(lineage: LineageId, heads: &[ChangeHash]) -> u64 {
+    match lineage.base {
+        None => hash_heads(heads),
+        Some(base) => {
+            let mut all = heads.to_vec();
+            all.push(ChangeHash(base));
+            hash_heads(&all) ^ u64::from(lineage.gen).rotate_left(32)
+        }
+    }
+}
 
 /// Wraps the store a node opens, e.g. in a fault-injecting layer for tests.
 pub(crate) type Wrap = Box<dyn FnOnce(Box<dyn Storage>) -> Box<dyn Storage> + Send>;
@@ -202,15 +229,22 @@ impl Shared {
         Ok(match self.store()?.load(key)? {
             Stored::Missing => SlotState::Missing,
             Stored::Tombstone { ended } => SlotState::Tombstone { ended },
-            Stored::Doc { bytes, record } => {
+            Stored::Doc {
+                bytes,
+                record,
+                others,
+            } => {
                 let mut doc =
                     SessionDoc::load(&bytes, self.actor()).map_err(crate::store::Error::from)?;
-                let summary = doc.summary().map_err(crate::store::Error::from)?;
+                let mut summary = doc.summary().map_err(crate::store::Error::from)?;
+                summary.gen = record.lineage.gen;
                 SlotState::Doc {
                     doc,
                     record: Some(record),
                     summary,
                     deferred: Deferred::default(),
+                    lineage: record.lineage,
+                    others,
                 }
             }
         })
@@ -256,11 +290,13 @@ impl Shared {
             doc,
             record,
             summary,
+            lineage,
             ..
         } = state
         else {
             return Ok(Vec::new());
         };
+        let lineage = *lineage;
         let written = exact.as_deref().and_then(written_keys);
         let result = summary
             .update(doc, written.as_deref())
@@ -271,13 +307,13 @@ impl Shared {
                     None => doc.save_after(heads),
                 };
                 let at = self.index_time(summary, now);
-                let hash = doc.heads_hash();
+                let hash = digest_hash(lineage, &doc.heads());
                 let store = self.store()?;
                 let due = record.is_some_and(|r| r.log_count + 1 >= self.config.compact_every());
                 let rec = if due {
-                    store.snapshot(key, &doc.save(), *record, at, hash)?
+                    store.snapshot(key, &doc.save(), *record, lineage, at, hash)?
                 } else {
-                    store.append(key, &chunk, *record, at, hash)?
+                    store.append(key, &chunk, *record, lineage, at, hash)?
                 };
                 Ok((rec, chunk))
             });

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::replica_tests::{insert, live};
 use super::*;
+use crate::store::LineageId;
+const FIRST: LineageId = LineageId::FIRST;
 use crate::{Config, DocKey, ManualClock, SessionId};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -98,7 +100,7 @@ fn a_node_behind_the_client_records_no_access() {
     let clock = ManualClock::new(1_000_000);
     let (engine, key, _) = touched_engine(dir.path(), &clock);
     clock.advance(2 * MIN);
-    let unseen = Version::new(vec![automerge::ChangeHash([7; 32])]);
+    let unseen = Version::new(0, vec![automerge::ChangeHash([7; 32])]);
     let (found, pushes) = engine.load(key, Some(&unseen)).unwrap();
     assert!(matches!(found, Loaded::Behind(_)), "{found:?}");
     assert!(
@@ -115,7 +117,7 @@ fn a_state_wider_than_a_token_is_merged_before_it_is_named() {
     let engine = super::replica_tests::open(dir.path(), &clock);
     let key = SessionId::random().doc_key();
     let (mut base, first) = super::replica_tests::remote_session(&clock);
-    assert_eq!(engine.apply_push(key, &first), Applied::Yes);
+    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
     // Nine writers change the session at once, each from the first state.
     let saved = base.save();
     let heads = base.heads();
@@ -123,7 +125,7 @@ fn a_state_wider_than_a_token_is_merged_before_it_is_named() {
         let mut fork = crate::doc::SessionDoc::load(&saved, automerge::ActorId::random()).unwrap();
         fork.insert(&format!("w{i}"), &i).unwrap();
         fork.commit();
-        engine.apply_push(key, &fork.save_after(&heads));
+        engine.apply_push(key, FIRST, &fork.save_after(&heads));
     }
     let (found, pushes) = engine.load(key, None).unwrap();
     let Loaded::Live(view) = found else {

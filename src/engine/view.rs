@@ -33,18 +33,21 @@ impl SessionView {
             expiry: summary.expiry,
             max_idle_ms: summary.max_idle_ms,
             absolute_expiry_ms: summary.absolute_expiry_ms,
-            version: Version::new(summary.heads.clone()),
+            version: Version::new(summary.gen, summary.heads.clone()),
             behind: false,
         }
     }
 }
 
-/// One state of a session, as the set of its latest changes (automerge's
-/// heads). A state includes another when it holds every change of it;
-/// comparing versions for equality tells whether two views are the same
-/// state.
+/// One state of a session: its generation and the set of its latest
+/// changes there (automerge's heads). A state includes another when it
+/// holds every change of it; comparing versions for equality tells whether
+/// two views are the same state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Version(Vec<ChangeHash>);
+pub struct Version {
+    gen: u32,
+    heads: Vec<ChangeHash>,
+}
 
 impl Version {
     /// At most this many heads are kept: a session written concurrently by
@@ -52,31 +55,47 @@ impl Version {
     /// bound of the state.
     pub(crate) const MAX_HEADS: usize = 8;
 
-    /// The version of a state with `heads` (in any order).
-    pub(crate) fn new(mut heads: Vec<ChangeHash>) -> Self {
+    /// The version of a state of generation `gen` with `heads` (in any
+    /// order).
+    pub(crate) fn new(gen: u32, mut heads: Vec<ChangeHash>) -> Self {
         heads.sort_unstable();
         heads.dedup();
         heads.truncate(Self::MAX_HEADS);
-        Self(heads)
+        Self { gen, heads }
+    }
+
+    /// The generation.
+    pub(crate) fn gen(&self) -> u32 {
+        self.gen
     }
 
     /// The heads, sorted.
     pub(crate) fn heads(&self) -> &[ChangeHash] {
-        &self.0
+        &self.heads
     }
 
     /// A version that holds both: what a client has seen when it was shown
     /// `other` after `self` without `other` holding `self` (a stale read,
-    /// or a write on a stale state).
+    /// or a write on a stale state). Of two generations, the later one:
+    /// it holds what reached the earlier one before the switch, and what
+    /// came later is carried into it.
     pub(crate) fn union(&self, other: &Version) -> Version {
-        Version::new(self.0.iter().chain(&other.0).copied().collect())
+        match self.gen.cmp(&other.gen) {
+            std::cmp::Ordering::Less => other.clone(),
+            std::cmp::Ordering::Greater => self.clone(),
+            std::cmp::Ordering::Equal => Version::new(
+                self.gen,
+                self.heads.iter().chain(&other.heads).copied().collect(),
+            ),
+        }
     }
 
-    /// Whether the state with `heads` (sorted) holds at least this one,
-    /// judged from the heads alone: `true` when every head of this version
-    /// is one of them. `false` means "cannot tell": ask the document.
-    pub(crate) fn within(&self, heads: &[ChangeHash]) -> bool {
-        self.0.iter().all(|h| heads.binary_search(h).is_ok())
+    /// Whether the state of generation `gen` with `heads` (sorted) holds at
+    /// least this one, judged from the heads alone: `true` when it is of
+    /// this generation and every head of this version is one of them.
+    /// `false` means "cannot tell": ask the document.
+    pub(crate) fn within(&self, gen: u32, heads: &[ChangeHash]) -> bool {
+        self.gen == gen && self.heads.iter().all(|h| heads.binary_search(h).is_ok())
     }
 }
 

@@ -13,6 +13,20 @@ pub struct DigestEntry {
     pub heads: u64,
 }
 
+/// Which document of a session a message is about: a session is a chain
+/// of generations, and a generation may have several lineages, one per
+/// base (the change that started it). Generation 0 has no base; messages
+/// without these fields (from nodes before generations) are about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The generation.
+    #[serde(default)]
+    pub gen: u32,
+    /// The hash of its first change; `None` for generation 0.
+    #[serde(default)]
+    pub base: Option<ByteArray<32>>,
+}
+
 /// One commit's change chunk in a [`Request::Push`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pushed {
@@ -20,6 +34,9 @@ pub struct Pushed {
     pub key: ByteArray<16>,
     /// Exactly one automerge change.
     pub changes: ByteBuf,
+    /// The lineage the change belongs to.
+    #[serde(default)]
+    pub lineage: Lineage,
 }
 
 /// The receiver's answer to one [`Pushed`] chunk.
@@ -36,13 +53,34 @@ pub struct Ack {
 pub struct SyncItem {
     /// The document key.
     pub key: ByteArray<16>,
-    /// An encoded automerge sync message.
+    /// An encoded automerge sync message (empty with `ask`).
     pub msg: ByteBuf,
-    /// The first round of an exchange: the receiver starts from a fresh
-    /// sync state. automerge's protocol assumes reliable delivery; a state
-    /// that outlived a lost message would never resend what it believes
-    /// was sent, so each exchange starts afresh on both sides.
+    /// The first round of an exchange about this lineage: the receiver
+    /// starts from a fresh sync state, and says which lineages it holds.
+    /// automerge's protocol assumes reliable delivery; a state that
+    /// outlived a lost message would never resend what it believes was
+    /// sent, so each exchange starts afresh on both sides.
     pub first: bool,
+    /// The lineage the message is about.
+    #[serde(default)]
+    pub lineage: Lineage,
+    /// The sender holds nothing of the session: no message, only the
+    /// receiver's lineages are asked for.
+    #[serde(default)]
+    pub ask: bool,
+}
+
+/// One lineage a node holds, in a [`SyncReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLineage {
+    /// Which one.
+    pub lineage: Lineage,
+    /// The node's current lineage of the session.
+    pub current: bool,
+    /// Built on its generation's winning mark, as far as the node knows.
+    pub canonical: bool,
+    /// A hash of its heads.
+    pub heads: u64,
 }
 
 /// The receiver's answer to one [`SyncItem`].
@@ -55,8 +93,11 @@ pub struct SyncReply {
     /// ... because it was invalidated or rotated (not merely expired).
     pub ended: bool,
     /// The receiver could not handle this item (why); the exchange for
-    /// this document stops.
+    /// this lineage stops.
     pub refused: Option<String>,
+    /// To a `first` or `ask` item: the lineages the receiver holds.
+    #[serde(default)]
+    pub lineages: Option<Vec<HeldLineage>>,
 }
 
 /// A request from one node to another.

@@ -46,7 +46,9 @@ pub use config::{Config, Replication, StaleReads, SyncPolicy};
 pub use error::Error;
 pub(crate) use handle::Network;
 pub(crate) use identity::load_or_create_identity;
-pub use message::{Ack, DigestEntry, Pushed, Request, Response, SyncItem, SyncReply};
+pub use message::{
+    Ack, DigestEntry, HeldLineage, Lineage, Pushed, Request, Response, SyncItem, SyncReply,
+};
 pub use transport::{BoxFuture, Transport};
 
 pub use libp2p::{Multiaddr, PeerId};

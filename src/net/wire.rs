@@ -132,6 +132,7 @@ mod tests {
             items: vec![crate::net::Pushed {
                 key: ByteArray::new([3; 16]),
                 changes: ByteBuf::from(vec![1, 2, 3]),
+                lineage: crate::net::Lineage::default(),
             }],
         };
         let back = decode_request(&encode_request(&req)).unwrap();

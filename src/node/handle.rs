@@ -65,6 +65,11 @@ impl Node {
         })
     }
 
+    #[cfg(feature = "testing")]
+    pub(crate) fn engine_for_tests(&self) -> &Engine {
+        self.engine()
+    }
+
     fn engine(&self) -> &Engine {
         &self.shared.engine
     }

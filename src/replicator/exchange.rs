@@ -3,22 +3,25 @@
 //! Used for catch-up: a push that hit missing dependencies, fetch on miss,
 //! and the documents anti-entropy found to differ.
 //!
-//! Each round is one `Sync` request carrying one message per document still
+//! Each round is one `Sync` request carrying one message per lineage still
 //! in progress; the peer answers each with its next message, or says the
-//! session is a tombstone there. The first round tells the peer to start
-//! its states afresh, so nothing of an earlier, interrupted exchange
-//! lingers on either side.
+//! session is a tombstone there. The first message about a lineage tells
+//! the peer to start its state afresh, so nothing of an earlier,
+//! interrupted exchange lingers on either side, and asks which lineages
+//! the peer holds.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 
+use super::lineage::{held_from_wire, plan, to_wire};
 use super::states::SyncStates;
-use crate::engine::{Engine, Step};
+use crate::engine::{Engine, Held, Step};
 use crate::id::DocKey;
-use crate::net::{self, Request, Response, SyncItem, Transport};
-use crate::store::Durability;
+use crate::net::{self, Request, Response, SyncItem, SyncReply, Transport};
+use crate::store::{Durability, LineageId};
 use crate::tasks::blocking;
 use crate::Error;
 
@@ -68,38 +71,59 @@ impl Exchange {
 
     /// Syncs every key in `keys` with `peer` at once. Returns how each
     /// exchange ended.
+    ///
+    /// A session's exchange starts with its current lineage (or, when this
+    /// node holds nothing, a question); the peer's first answer says which
+    /// lineages it holds, and the exchange takes on every other lineage the
+    /// [plan](super::lineage::plan) names, in the same rounds.
     pub(crate) async fn sync_docs(
         &self,
         peer: PeerId,
         keys: &[DocKey],
     ) -> Result<Vec<Outcome>, Error> {
-        let (engine, states) = (&self.engine, &self.states);
-        let mut outcome: Vec<Outcome> = vec![Outcome::Done; keys.len()];
-        // (index into keys, message to send) for the documents in progress.
-        let mut sending: Vec<(usize, Vec<u8>)> = blocking(true, || {
+        let engine = &self.engine;
+        let mut docs: Vec<Doc> = keys
+            .iter()
+            .map(|key| Doc {
+                key: *key,
+                outcome: Outcome::Done,
+                started: BTreeSet::new(),
+                adopt: None,
+                retrust: None,
+            })
+            .collect();
+        let mut sending: Vec<Item> = blocking(true, || {
             let mut out = Vec::new();
-            for (n, key) in keys.iter().enumerate() {
-                states.reset(peer, *key);
-                match states.step(engine, peer, *key, None) {
-                    Ok(Step::Send(msg)) => out.push((n, msg)),
-                    Ok(Step::Gone { ended }) => outcome[n] = Outcome::Gone { ended },
-                    Ok(Step::Quiet) => {}
-                    Err(e) => outcome[n] = Outcome::Stopped(e.to_string()),
+            for (n, doc) in docs.iter_mut().enumerate() {
+                match engine.lineages(doc.key) {
+                    Ok(Held::Gone { ended }) => doc.outcome = Outcome::Gone { ended },
+                    Ok(Held::Missing) => out.push(Item {
+                        n,
+                        lineage: None,
+                        msg: Vec::new(),
+                        first: true,
+                    }),
+                    Ok(Held::Lineages { current, .. }) => {
+                        out.extend(self.open(peer, n, doc, current.id));
+                    }
+                    Err(e) => doc.outcome = Outcome::Stopped(e.to_string()),
                 }
             }
             out
         });
-        for round in 0..MAX_ROUNDS {
+        for _ in 0..MAX_ROUNDS {
             if sending.is_empty() {
                 break;
             }
             let req = Request::Sync {
                 items: sending
                     .iter()
-                    .map(|(n, msg)| SyncItem {
-                        key: ByteArray::new(*keys[*n].as_bytes()),
-                        msg: ByteBuf::from(msg.clone()),
-                        first: round == 0,
+                    .map(|i| SyncItem {
+                        key: ByteArray::new(*docs[i.n].key.as_bytes()),
+                        msg: ByteBuf::from(i.msg.clone()),
+                        first: i.first,
+                        lineage: to_wire(i.lineage.unwrap_or_default()),
+                        ask: i.lineage.is_none(),
                     })
                     .collect(),
             };
@@ -113,26 +137,8 @@ impl Exchange {
             let (next, ended) = blocking(true, || {
                 let mut next = Vec::new();
                 let mut ended = Vec::new();
-                for ((n, _), reply) in sending.iter().zip(replies) {
-                    let key = keys[*n];
-                    if let Some(reason) = reply.refused {
-                        outcome[*n] = Outcome::Stopped(reason);
-                        continue;
-                    }
-                    if reply.gone {
-                        outcome[*n] = Outcome::Gone { ended: reply.ended };
-                        if reply.ended {
-                            ended.push(key);
-                        }
-                        continue;
-                    }
-                    let msg = reply.msg.as_ref().map(|m| m.as_slice());
-                    match states.step(engine, peer, key, msg) {
-                        Ok(Step::Send(msg)) => next.push((*n, msg)),
-                        Ok(Step::Gone { ended }) => outcome[*n] = Outcome::Gone { ended },
-                        Ok(Step::Quiet) => {}
-                        Err(e) => outcome[*n] = Outcome::Stopped(e.to_string()),
-                    }
+                for (item, reply) in sending.iter().zip(replies) {
+                    self.answered(peer, item, reply, &mut docs, &mut next, &mut ended);
                 }
                 (next, ended)
             });
@@ -145,6 +151,124 @@ impl Exchange {
             }
             sending = next;
         }
-        Ok(outcome)
+        let fsync = engine.config().durability() == Durability::Fsync;
+        for doc in &mut docs {
+            if let Some(target) = doc.retrust {
+                if let Err(e) = blocking(fsync, || engine.retrust(doc.key, target)) {
+                    doc.outcome = Outcome::Stopped(e.to_string());
+                }
+            }
+            if let Some(target) = doc.adopt {
+                match blocking(fsync, || engine.adopt(doc.key, target)) {
+                    Ok(true) => doc.outcome = Outcome::Done,
+                    Ok(false) => {}
+                    Err(e) => doc.outcome = Outcome::Stopped(e.to_string()),
+                }
+            }
+        }
+        Ok(docs.into_iter().map(|d| d.outcome).collect())
     }
+
+    /// Starts the exchange about `lineage` of `doc` (the `n`th): a fresh
+    /// state and this node's first message.
+    fn open(&self, peer: PeerId, n: usize, doc: &mut Doc, lineage: LineageId) -> Option<Item> {
+        if !doc.started.insert(lineage) {
+            return None;
+        }
+        self.states.reset(peer, doc.key, lineage);
+        match self.states.step(&self.engine, peer, doc.key, lineage, None) {
+            Ok(Step::Send(msg)) => Some(Item {
+                n,
+                lineage: Some(lineage),
+                msg,
+                first: true,
+            }),
+            Ok(Step::Gone { ended }) => {
+                doc.outcome = Outcome::Gone { ended };
+                None
+            }
+            Ok(Step::Quiet) => None,
+            Err(e) => {
+                doc.outcome = Outcome::Stopped(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Takes in the peer's answer to `item`: what it holds (which may start
+    /// exchanges about more lineages) and its next message.
+    fn answered(
+        &self,
+        peer: PeerId,
+        item: &Item,
+        reply: SyncReply,
+        docs: &mut [Doc],
+        next: &mut Vec<Item>,
+        ended: &mut Vec<DocKey>,
+    ) {
+        let doc = &mut docs[item.n];
+        if reply.gone {
+            doc.outcome = Outcome::Gone { ended: reply.ended };
+            if reply.ended {
+                ended.push(doc.key);
+            }
+            return;
+        }
+        if let Some(list) = &reply.lineages {
+            let theirs = held_from_wire(list);
+            match self.engine.lineages(doc.key) {
+                Ok(mine) => {
+                    let kept = self.engine.config().generations_kept();
+                    let plan = plan(&mine, &theirs, kept);
+                    doc.adopt = doc.adopt.or(plan.adopt);
+                    doc.retrust = doc.retrust.or(plan.retrust);
+                    for id in plan.sync {
+                        next.extend(self.open(peer, item.n, doc, id));
+                    }
+                }
+                Err(e) => doc.outcome = Outcome::Stopped(e.to_string()),
+            }
+        }
+        if let Some(reason) = reply.refused {
+            doc.outcome = Outcome::Stopped(reason);
+            return;
+        }
+        let Some(lineage) = item.lineage else {
+            return;
+        };
+        let msg = reply.msg.as_ref().map(|m| m.as_slice());
+        match self.states.step(&self.engine, peer, doc.key, lineage, msg) {
+            Ok(Step::Send(msg)) => next.push(Item {
+                n: item.n,
+                lineage: Some(lineage),
+                msg,
+                first: false,
+            }),
+            Ok(Step::Gone { ended }) => doc.outcome = Outcome::Gone { ended },
+            Ok(Step::Quiet) => {}
+            Err(e) => doc.outcome = Outcome::Stopped(e.to_string()),
+        }
+    }
+}
+
+/// One session's exchange.
+struct Doc {
+    key: DocKey,
+    outcome: Outcome,
+    /// The lineages whose exchange has begun (each begins once).
+    started: BTreeSet<LineageId>,
+    /// The peer's current lineage, to make this node's once synced.
+    adopt: Option<LineageId>,
+    /// The lineage of this node's oldest generation the peer says is
+    /// canonical, to take once synced.
+    retrust: Option<LineageId>,
+}
+
+/// One message on its way: about which session (index), which lineage
+/// (`None`: a question, this node holding nothing).
+struct Item {
+    n: usize,
+    lineage: Option<LineageId>,
+    msg: Vec<u8>,
+    first: bool,
 }

@@ -9,10 +9,11 @@ use libp2p::PeerId;
 use serde_bytes::ByteArray;
 use tokio::sync::watch;
 
+use super::lineage::{from_wire, held_to_wire};
 use super::states::SyncStates;
-use crate::engine::{Applied, Engine, Step};
+use crate::engine::{Applied, Engine, Held, Step};
 use crate::id::DocKey;
-use crate::net::{Ack, DigestEntry, Handler, Request, Response, SyncItem, SyncReply};
+use crate::net::{Ack, DigestEntry, Handler, Pushed, Request, Response, SyncItem, SyncReply};
 
 /// Answers peers' requests for one node.
 #[derive(Debug)]
@@ -34,8 +35,12 @@ impl Inbound {
         }
     }
 
-    fn answer_push(&self, key: DocKey, changes: &[u8]) -> Ack {
-        match self.engine.apply_push(key, changes) {
+    fn answer_push(&self, p: &Pushed) -> Ack {
+        let key = DocKey::from_array(p.key.into_array());
+        match self
+            .engine
+            .apply_push(key, from_wire(p.lineage), &p.changes)
+        {
             Applied::Yes => Ack {
                 applied: true,
                 missing_deps: false,
@@ -53,28 +58,45 @@ impl Inbound {
 
     fn answer_sync(&self, peer: PeerId, item: &SyncItem) -> SyncReply {
         let key = DocKey::from_array(item.key.into_array());
-        if item.first {
-            self.states.reset(peer, key);
-        }
-        match self.states.step(&self.engine, peer, key, Some(&item.msg)) {
-            Ok(Step::Send(m)) => SyncReply {
-                msg: Some(m.into()),
-                ..SyncReply::default()
-            },
-            Ok(Step::Quiet) => SyncReply::default(),
-            Ok(Step::Gone { ended }) => SyncReply {
-                gone: true,
-                ended,
-                ..SyncReply::default()
-            },
-            Err(e) => {
-                tracing::warn!(session = %key.short(), error = %e, "peer sync message refused");
-                SyncReply {
-                    refused: Some(e.to_string()),
-                    ..SyncReply::default()
+        let lineage = from_wire(item.lineage);
+        let mut reply = SyncReply::default();
+        if !item.ask {
+            if item.first {
+                self.states.reset(peer, key, lineage);
+            }
+            match self
+                .states
+                .step(&self.engine, peer, key, lineage, Some(&item.msg))
+            {
+                Ok(Step::Send(m)) => reply.msg = Some(m.into()),
+                Ok(Step::Quiet) => {}
+                Ok(Step::Gone { ended }) => {
+                    return SyncReply {
+                        gone: true,
+                        ended,
+                        ..SyncReply::default()
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(session = %key.short(), error = %e, "peer sync message refused");
+                    reply.refused = Some(e.to_string());
                 }
             }
         }
+        if item.first || item.ask {
+            // What this node holds now, for the peer to plan the rest.
+            match self.engine.lineages(key) {
+                Ok(Held::Gone { ended }) => {
+                    reply.gone = true;
+                    reply.ended = ended;
+                }
+                Ok(held) => reply.lineages = Some(held_to_wire(&held).unwrap_or_default()),
+                Err(e) => {
+                    reply.refused.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        reply
     }
 
     /// Keys in `[from, to)` that this node and the sender hold differently.
@@ -113,10 +135,7 @@ impl Handler for Inbound {
     fn on_request(&self, peer: PeerId, req: Request) -> Response {
         let response = match req {
             Request::Push { items } => Response::Acks {
-                acks: items
-                    .iter()
-                    .map(|p| self.answer_push(DocKey::from_array(p.key.into_array()), &p.changes))
-                    .collect(),
+                acks: items.iter().map(|p| self.answer_push(p)).collect(),
             },
             Request::Sync { items } => Response::Sync {
                 items: items.iter().map(|i| self.answer_sync(peer, i)).collect(),
@@ -135,7 +154,7 @@ mod tests {
     use super::*;
     use crate::doc::Op;
     use crate::engine::Loaded;
-    use crate::net::{Pushed, SyncItem};
+    use crate::net::{Lineage, Pushed, SyncItem};
     use crate::{Config, SessionId};
     use serde_bytes::ByteBuf;
 
@@ -164,6 +183,7 @@ mod tests {
                     items: vec![Pushed {
                         key,
                         changes: ByteBuf::from(bytes.clone()),
+                        lineage: Lineage::default(),
                     }],
                 },
                 Request::Sync {
@@ -171,12 +191,15 @@ mod tests {
                         key,
                         msg: ByteBuf::from(bytes.clone()),
                         first: true,
+                        lineage: Lineage::default(),
+                        ask: false,
                     }],
                 },
                 Request::Push {
                     items: vec![Pushed {
                         key: ByteArray::new([9; 16]),
                         changes: ByteBuf::from(bytes.clone()),
+                        lineage: Lineage::default(),
                     }],
                 },
             ] {

@@ -9,7 +9,8 @@
 //! | `exchange.rs` | automerge's sync protocol with one peer for a batch of documents |
 //! | `anti_entropy.rs` | digest comparison, page by page, and sync of what differs |
 //! | `inbound.rs` | answers to peers' requests |
-//! | `states.rs` | automerge sync states per (peer, document) |
+//! | `lineage.rs` | which lineages of a session two nodes sync |
+//! | `states.rs` | automerge sync states per (peer, document, lineage) |
 //!
 //! Every task it starts (a peer's push queue, anti-entropy on connect and
 //! every interval, the peer-event listener) belongs to the node's task
@@ -19,6 +20,7 @@ mod anti_entropy;
 mod exchange;
 mod handle;
 mod inbound;
+mod lineage;
 mod outbox;
 mod states;
 

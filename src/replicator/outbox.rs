@@ -13,8 +13,11 @@ use serde_bytes::{ByteArray, ByteBuf};
 use tokio::sync::oneshot;
 
 use super::exchange::Exchange;
+use super::lineage::to_wire;
+use crate::engine::Push;
 use crate::id::DocKey;
 use crate::net::{Pushed, Request, Response};
+use crate::store::LineageId;
 use crate::tasks::Tasks;
 
 /// Chunks queued per peer at most; past this a chunk nobody waits for is
@@ -29,6 +32,7 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// One chunk for one peer, and whoever waits for the peer to persist it.
 struct Item {
     key: DocKey,
+    lineage: LineageId,
     chunk: Vec<u8>,
     /// Told whether the peer persisted the chunk. A chunk with a waiter that
     /// arrives before its predecessor is repaired at once by a sync.
@@ -67,14 +71,14 @@ impl Outbox {
         exchange: &Arc<Exchange>,
         tasks: &Tasks,
         peer: PeerId,
-        chunks: &[(DocKey, Vec<u8>)],
+        chunks: &[Push],
         wait: bool,
     ) -> Vec<oneshot::Receiver<bool>> {
         let mut receivers = Vec::new();
         let start = {
             let mut queues = self.lock();
             let queue = queues.entry(peer).or_default();
-            for (key, chunk) in chunks {
+            for push in chunks {
                 let done = wait.then(|| {
                     let (tx, rx) = oneshot::channel();
                     receivers.push(rx);
@@ -88,8 +92,9 @@ impl Outbox {
                     continue;
                 }
                 queue.items.push_back(Item {
-                    key: *key,
-                    chunk: chunk.clone(),
+                    key: push.key,
+                    lineage: push.lineage,
+                    chunk: push.chunk.clone(),
                     done,
                 });
             }
@@ -138,6 +143,7 @@ async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
                 .map(|i| Pushed {
                     key: ByteArray::new(*i.key.as_bytes()),
                     changes: ByteBuf::from(i.chunk.clone()),
+                    lineage: to_wire(i.lineage),
                 })
                 .collect(),
         };
@@ -206,7 +212,11 @@ mod tests {
         let tasks = Tasks::new();
         tasks.shutdown().await;
         let outbox = Arc::new(Outbox::default());
-        let chunks = [(SessionId::random().doc_key(), vec![1, 2, 3])];
+        let chunks = [Push {
+            key: SessionId::random().doc_key(),
+            lineage: LineageId::FIRST,
+            chunk: vec![1, 2, 3],
+        }];
         let receivers = outbox.send(&exchange, &tasks, PeerId::random(), &chunks, true);
         for rx in receivers {
             let persisted = tokio::time::timeout(std::time::Duration::from_secs(1), rx)

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use lru::LruCache;
 
-use super::Record;
+use super::{Lineage, LineageId, Record};
 use crate::doc::{SessionDoc, Summary};
 use crate::id::DocKey;
 
@@ -33,15 +33,19 @@ pub(crate) enum SlotState {
     /// Dead and collected; the key must not come back before the GC horizon.
     /// `ended`: invalidated or rotated, not merely expired.
     Tombstone { ended: bool },
-    /// A document; `record` is `None` until its first change is on disk;
-    /// `summary` is read out of `doc` after every change. `deferred` holds
-    /// pushed changes that are on disk but not yet applied to `doc` (see
-    /// [`Deferred`]).
+    /// A document: the session's current lineage (`lineage`); `record` is
+    /// `None` until its first change is on disk; `summary` is read out of
+    /// `doc` after every change. `deferred` holds pushed changes that are on
+    /// disk but not yet applied to `doc` (see [`Deferred`]). `others` lists
+    /// the session's other lineages on disk (earlier generations kept for
+    /// late changes, concurrent lineages), not loaded.
     Doc {
         doc: SessionDoc,
         record: Option<Record>,
         summary: Summary,
         deferred: Deferred,
+        lineage: LineageId,
+        others: Vec<Lineage>,
     },
 }
 
@@ -204,6 +208,7 @@ impl Cache {
                 record,
                 summary,
                 deferred,
+                ..
             } = state
             {
                 // Deferred changes are on disk but not in the summary.

@@ -5,16 +5,23 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
-use super::storage::{Due, DueKind, Storage, Stored};
+use super::files::write_private_file;
+use super::lineage::{after, log_key, Lineage, LineageId};
+use super::storage::{ChainWrite, Due, DueKind, Storage, Stored};
 use super::{Durability, Error, Record};
 use crate::clock::Millis;
 use crate::id::{DocKey, NodeId, ID_LEN};
 
-const SNAP: &str = "snap";
-const LOG: &str = "log";
-const META: &str = "meta";
+pub(super) const SNAP: &str = "snap";
+pub(super) const LOG: &str = "log";
+pub(super) const META: &str = "meta";
 const EXP: &str = "exp";
 const TOMB: &str = "tomb";
+/// Snapshots and logs of every lineage but generation 0's.
+pub(super) const GSNAP: &str = "gsnap";
+pub(super) const GLOG: &str = "glog";
+/// Per session: its lineages other than the current one.
+pub(super) const LINEAGES: &str = "lineages";
 const NODE_ID: &[u8] = b"node_id";
 /// The file, in the data directory, that holds the node's libp2p identity.
 pub(crate) const IDENTITY_FILE: &str = "p2p-identity";
@@ -27,8 +34,8 @@ const MEMTABLE_PER_FAMILY: usize = 8 << 20;
 
 /// The RocksDB database and the layout of the module docs.
 pub(crate) struct Db {
-    db: DB,
-    write_opts: WriteOptions,
+    pub(super) db: DB,
+    pub(super) write_opts: WriteOptions,
     durability: Durability,
 }
 
@@ -51,12 +58,14 @@ impl Db {
         // are small and the WAL makes memtables durable anyway, so memtables
         // stay small and share one budget.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cfs = [SNAP, LOG, META, EXP, TOMB].into_iter().map(|n| {
-            let mut cf = Options::default();
-            cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
-            cf.set_max_write_buffer_number(2);
-            ColumnFamilyDescriptor::new(n, cf)
-        });
+        let cfs = [SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES]
+            .into_iter()
+            .map(|n| {
+                let mut cf = Options::default();
+                cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
+                cf.set_max_write_buffer_number(2);
+                ColumnFamilyDescriptor::new(n, cf)
+            });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
@@ -67,7 +76,7 @@ impl Db {
         })
     }
 
-    fn cf(&self, name: &str) -> Result<&ColumnFamily, Error> {
+    pub(super) fn cf(&self, name: &str) -> Result<&ColumnFamily, Error> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
@@ -109,7 +118,7 @@ impl Db {
         self.db.put(LEGACY_IDENTITY, bytes).unwrap();
     }
 
-    fn move_deadline(
+    pub(super) fn move_deadline(
         &self,
         wb: &mut WriteBatch,
         key: DocKey,
@@ -139,31 +148,25 @@ impl Storage for Db {
             return Ok(Stored::Missing);
         };
         let record = Record::decode(&meta)?;
-        let mut bytes = self
-            .db
-            .get_cf(self.cf(SNAP)?, key.as_bytes())?
-            .unwrap_or_default();
-        // The log holds exactly the chunks [next_seq - log_count, next_seq)
-        // (append and compaction keep the record in the same batch): point
-        // lookups, no iterator wading through compaction's range deletes.
-        let log = self.cf(LOG)?;
-        let first = record.next_seq.saturating_sub(record.log_count);
-        let chunks = self
-            .db
-            .multi_get_cf((first..record.next_seq).map(|seq| (log, log_key(key, seq))));
-        for (seq, chunk) in (first..).zip(chunks) {
-            let chunk = chunk?.ok_or_else(|| {
-                Error::Corrupt(format!("session {} lacks log entry {seq}", key.short()))
-            })?;
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.is_empty() {
-            return Err(Error::Corrupt(format!(
-                "session {} has a record but no data",
-                key.short()
-            )));
-        }
-        Ok(Stored::Doc { bytes, record })
+        let bytes = self.lineage_bytes(key, &record)?;
+        let others = if record.others {
+            self.read_list(key)?
+        } else {
+            Vec::new()
+        };
+        Ok(Stored::Doc {
+            bytes,
+            record,
+            others,
+        })
+    }
+
+    fn load_lineage(&self, key: DocKey, lineage: &Lineage) -> Result<Vec<u8>, Error> {
+        let record = Record {
+            lineage: lineage.id,
+            ..lineage.record
+        };
+        self.lineage_bytes(key, &record)
     }
 
     /// Appends one change chunk and moves the expiry index, atomically.
@@ -172,13 +175,15 @@ impl Storage for Db {
         key: DocKey,
         chunk: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error> {
-        let mut record = old.unwrap_or_default();
+        let mut record = fresh_or(old, lineage)?;
         record.heads = heads;
+        let lk = lineage.storage_key(key);
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(LOG)?, log_key(key, record.next_seq), chunk);
+        wb.put_cf(self.log_cf(lineage)?, log_key(&lk, record.next_seq), chunk);
         record.next_seq = record
             .next_seq
             .checked_add(1)
@@ -192,34 +197,38 @@ impl Storage for Db {
         Ok(record)
     }
 
-    /// Replaces whatever is stored for `key` (snapshot and chunks) with the
-    /// whole document `doc`, and moves the expiry index, atomically: the
-    /// write that folds the log is the write of the change that filled it.
+    /// Replaces whatever is stored for the current lineage of `key`
+    /// (snapshot and chunks) with the whole document `doc`, and moves the
+    /// expiry index, atomically: the write that folds the log is the write
+    /// of the change that filled it.
     fn snapshot(
         &self,
         key: DocKey,
         doc: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error> {
+        let record = fresh_or(old, lineage)?;
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(SNAP)?, key.as_bytes(), doc);
-        let old_seq = old.map_or(0, |r| r.next_seq);
-        if old_seq > 0 {
-            wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, old_seq));
-        }
+        let mut record = self.write_whole(&mut wb, key, lineage, doc, old.map(|_| record))?;
+        record.heads = heads;
+        record.deadline = deadline;
         self.move_deadline(&mut wb, key, old.map(|r| r.deadline), deadline)?;
-        let record = Record {
-            deadline,
-            next_seq: old_seq,
-            log_count: 0,
-            bytes: doc.len() as u64,
-            heads,
-        };
         wb.put_cf(self.cf(META)?, key.as_bytes(), record.encode());
         self.db.write_opt(wb, &self.write_opts)?;
         Ok(record)
+    }
+
+    fn write_chain(
+        &self,
+        key: DocKey,
+        write: &ChainWrite<'_>,
+        old: Option<Record>,
+        old_others: &[Lineage],
+    ) -> Result<(Record, Vec<Lineage>), Error> {
+        self.chain(key, write, old, old_others)
     }
 
     /// Moves a live document's place in the expiry index.
@@ -232,7 +241,8 @@ impl Storage for Db {
         Ok(record)
     }
 
-    /// Deletes a dead document and leaves a tombstone until `forget_at`.
+    /// Deletes a dead document, every lineage of it, and leaves a
+    /// tombstone until `forget_at`.
     fn tombstone(
         &self,
         key: DocKey,
@@ -244,8 +254,12 @@ impl Storage for Db {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(SNAP)?, key.as_bytes());
         wb.delete_cf(self.cf(META)?, key.as_bytes());
+        wb.delete_cf(self.cf(LINEAGES)?, key.as_bytes());
+        let first = key.as_bytes().to_vec();
+        wb.delete_range_cf(self.cf(LOG)?, log_key(&first, 0), log_key(&first, u32::MAX));
+        wb.delete_range_cf(self.cf(GSNAP)?, &key.as_bytes()[..], &after(key)[..]);
+        wb.delete_range_cf(self.cf(GLOG)?, &key.as_bytes()[..], &after(key)[..]);
         if let Some(r) = old {
-            wb.delete_range_cf(self.cf(LOG)?, log_key(key, 0), log_key(key, r.next_seq));
             wb.delete_cf(self.cf(EXP)?, exp_key(r.deadline, DueKind::Expire, key));
         }
         let mut tomb = [0u8; 9];
@@ -334,30 +348,20 @@ impl Storage for Db {
     }
 }
 
-/// Writes `bytes` to `path` readable by its owner only, through a
-/// temporary file and a rename, and makes both durable.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+/// The record a write to `lineage` starts from: the old one (which must be
+/// of that lineage), or a fresh one.
+fn fresh_or(old: Option<Record>, lineage: LineageId) -> Result<Record, Error> {
+    match old {
+        Some(r) if r.lineage != lineage => Err(Error::Corrupt(format!(
+            "a write to generation {} over the record of generation {}",
+            lineage.gen, r.lineage.gen
+        ))),
+        Some(r) => Ok(r),
+        None => Ok(Record {
+            lineage,
+            ..Record::default()
+        }),
     }
-    Ok(())
-}
-
-fn log_key(key: DocKey, seq: u32) -> [u8; ID_LEN + 4] {
-    let mut k = [0u8; ID_LEN + 4];
-    k[..ID_LEN].copy_from_slice(key.as_bytes());
-    k[ID_LEN..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn exp_key(at: Millis, kind: DueKind, key: DocKey) -> [u8; 8 + 1 + ID_LEN] {

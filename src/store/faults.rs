@@ -5,7 +5,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::storage::{Due, Storage, Stored};
+use super::lineage::{Lineage, LineageId};
+use super::storage::{ChainWrite, Due, Storage, Stored};
 use super::{Error, Record};
 use crate::clock::Millis;
 use crate::id::DocKey;
@@ -20,6 +21,9 @@ pub enum WriteKind {
     Append,
     /// A document written whole, folding its log (compaction).
     Snapshot,
+    /// A generation switch, or a late change carried into later
+    /// generations: several lineages written at once.
+    Chain,
     /// A document moved in the expiry index.
     Reschedule,
     /// A dead document replaced by its tombstone.
@@ -147,8 +151,17 @@ impl Faulty {
 }
 
 /// The record a write would have left, for a write that is lost.
-fn would_be(old: Option<Record>, deadline: Millis, heads: u64, bytes: usize) -> Record {
-    let mut r = old.unwrap_or_default();
+fn would_be(
+    old: Option<Record>,
+    lineage: LineageId,
+    deadline: Millis,
+    heads: u64,
+    bytes: usize,
+) -> Record {
+    let mut r = old.unwrap_or(Record {
+        lineage,
+        ..Record::default()
+    });
     r.deadline = deadline;
     r.heads = heads;
     r.next_seq = r.next_seq.saturating_add(1);
@@ -162,18 +175,23 @@ impl Storage for Faulty {
         self.inner.load(key)
     }
 
+    fn load_lineage(&self, key: DocKey, lineage: &Lineage) -> Result<Vec<u8>, Error> {
+        self.inner.load_lineage(key, lineage)
+    }
+
     fn append(
         &self,
         key: DocKey,
         chunk: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error> {
         self.write(
             WriteKind::Append,
-            |s| s.append(key, chunk, old, deadline, heads),
-            || would_be(old, deadline, heads, chunk.len()),
+            |s| s.append(key, chunk, old, lineage, deadline, heads),
+            || would_be(old, lineage, deadline, heads, chunk.len()),
         )
     }
 
@@ -182,16 +200,78 @@ impl Storage for Faulty {
         key: DocKey,
         doc: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error> {
         self.write(
             WriteKind::Snapshot,
-            |s| s.snapshot(key, doc, old, deadline, heads),
+            |s| s.snapshot(key, doc, old, lineage, deadline, heads),
             || Record {
                 log_count: 0,
                 bytes: doc.len() as u64,
-                ..would_be(old, deadline, heads, 0)
+                ..would_be(old, lineage, deadline, heads, 0)
+            },
+        )
+    }
+
+    fn write_chain(
+        &self,
+        key: DocKey,
+        write: &ChainWrite<'_>,
+        old: Option<Record>,
+        old_others: &[Lineage],
+    ) -> Result<(Record, Vec<Lineage>), Error> {
+        self.write(
+            WriteKind::Chain,
+            |s| s.write_chain(key, write, old, old_others),
+            || {
+                // What the write would have answered: the records of what
+                // it names (their log positions as they were).
+                let prior = |id: LineageId| {
+                    old_others
+                        .iter()
+                        .map(|l| l.record)
+                        .chain(old)
+                        .find(|r| r.lineage == id)
+                };
+                let current = Record {
+                    deadline: write.deadline,
+                    heads: write.heads,
+                    log_count: 0,
+                    bytes: write.current_doc.len() as u64,
+                    others: !(write.saved.is_empty() && write.kept.is_empty()),
+                    ..prior(write.current).unwrap_or(Record {
+                        lineage: write.current,
+                        ..Record::default()
+                    })
+                };
+                let mut list: Vec<Lineage> = write
+                    .saved
+                    .iter()
+                    .map(|(id, canonical, heads, doc)| Lineage {
+                        id: *id,
+                        canonical: *canonical,
+                        record: Record {
+                            heads: *heads,
+                            log_count: 0,
+                            bytes: doc.len() as u64,
+                            ..prior(*id).unwrap_or(Record {
+                                lineage: *id,
+                                ..Record::default()
+                            })
+                        },
+                    })
+                    .collect();
+                list.extend(write.kept.iter().filter_map(|(id, canonical)| {
+                    prior(*id).map(|record| Lineage {
+                        id: *id,
+                        canonical: *canonical,
+                        record,
+                    })
+                }));
+                list.sort_by_key(|l| l.id);
+                (current, list)
             },
         )
     }

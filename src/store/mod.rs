@@ -5,9 +5,12 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `snap` | doc key (16 B) | automerge `save()` of the document |
-//! | `log` | doc key ‖ seq (u32 BE) | one commit's change chunk |
-//! | `meta` | doc key | record: deadline, next log seq, chunks since the snapshot |
+//! | `snap` | doc key (16 B) | automerge `save()` of generation 0 |
+//! | `log` | doc key ‖ seq (u32 BE) | one commit's change chunk (generation 0) |
+//! | `gsnap` | doc key ‖ gen (u32 BE) ‖ base (32 B) | `save()` of a later generation's lineage |
+//! | `glog` | doc key ‖ gen ‖ base ‖ seq | its change chunks |
+//! | `meta` | doc key | record of the current lineage: deadline, next log seq, chunks since the snapshot, heads hash, generation and base |
+//! | `lineages` | doc key | the session's other lineages (kept generations, concurrent ones): id, canonical or not, record |
 //! | `exp` | time (u64 BE) ‖ kind (u8) ‖ doc key | empty: the expiry index the sweeper walks |
 //! | `tomb` | doc key | time the session was tombstoned |
 //! | `default` | `node_id` | this node's [`NodeId`](crate::NodeId) |
@@ -29,26 +32,38 @@
 //! Dead sessions (expired, invalidated, rotated) become tombstones: the
 //! document goes, a `tomb` entry stays until the GC horizon has passed, so
 //! a replica cannot bring the session back in that window.
+//!
+//! A session that switched generations keeps its current lineage in `meta`
+//! and the ones it still needs (earlier generations kept for late changes,
+//! concurrent lineages not yet folded in) in `lineages`; a switch writes
+//! the new current lineage whole and the list in one batch. Generation 0
+//! lives where every document lived before generations existed, so a data
+//! directory written by an earlier version opens as it is.
 
 mod cache;
 mod db;
+mod db_chain;
 mod error;
 #[cfg(any(test, feature = "testing"))]
 mod faults;
+mod files;
+mod lineage;
 mod lock;
 mod record;
 mod storage;
 
 pub(crate) use cache::{Cache, Deferred, SlotState};
-pub(crate) use db::{write_private_file, Db, IDENTITY_FILE};
+pub(crate) use db::{Db, IDENTITY_FILE};
 pub use error::Error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use faults::Faulty;
 #[cfg(any(test, feature = "testing"))]
 pub use faults::{StorageFaults, WriteKind};
+pub(crate) use files::write_private_file;
+pub(crate) use lineage::{Lineage, LineageId, MAX_LINEAGES};
 pub(crate) use lock::DirLock;
 pub(crate) use record::Record;
-pub(crate) use storage::{Due, DueKind, Storage, Stored};
+pub(crate) use storage::{ChainWrite, Due, DueKind, Storage, Stored};
 
 /// How far an acknowledged write must have got before the caller hears of it.
 ///

@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 
+use super::lineage::{Lineage, LineageId};
 use super::{Error, Record};
 use crate::clock::Millis;
 use crate::id::DocKey;
@@ -26,7 +27,8 @@ pub(crate) struct Due {
     pub(crate) key: DocKey,
 }
 
-/// A stored document: its bytes (`snap ‖ chunks`) and its record.
+/// A stored session: its current lineage's bytes (`snap ‖ chunks`) and
+/// record, and the other lineages it keeps.
 #[derive(Debug)]
 pub(crate) enum Stored {
     Missing,
@@ -38,7 +40,27 @@ pub(crate) enum Stored {
     Doc {
         bytes: Vec<u8>,
         record: Record,
+        others: Vec<Lineage>,
     },
+}
+
+/// One step of a session's chain written at once: its current lineage
+/// whole, other lineages whole or as they are. Every lineage the session
+/// had that is neither is deleted.
+#[derive(Debug)]
+pub(crate) struct ChainWrite<'a> {
+    /// The current lineage after the write.
+    pub(crate) current: LineageId,
+    /// Its whole document.
+    pub(crate) current_doc: &'a [u8],
+    /// What anti-entropy digests compare for the session.
+    pub(crate) heads: u64,
+    /// The session's place in the expiry index.
+    pub(crate) deadline: Millis,
+    /// Other lineages written whole: id, canonical, heads hash, document.
+    pub(crate) saved: Vec<(LineageId, bool, u64, Vec<u8>)>,
+    /// Other lineages kept as stored, with whether they are canonical.
+    pub(crate) kept: Vec<(LineageId, bool)>,
 }
 
 /// Every call the engine makes of the disk. Each write is atomic: after a
@@ -47,32 +69,51 @@ pub(crate) trait Storage: Send + Sync + Debug {
     /// The document `key`, its tombstone, or nothing.
     fn load(&self, key: DocKey) -> Result<Stored, Error>;
 
-    /// Appends one change chunk, records the heads hash and moves the expiry
-    /// index.
+    /// The bytes of one of the session's other lineages.
+    fn load_lineage(&self, key: DocKey, lineage: &Lineage) -> Result<Vec<u8>, Error>;
+
+    /// Appends one change chunk to the current lineage (`lineage`; `old`
+    /// is its record, `None` before its first write), records the heads
+    /// hash and moves the expiry index.
     fn append(
         &self,
         key: DocKey,
         chunk: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error>;
 
-    /// Replaces whatever is stored for `key` with the whole document `doc`
-    /// (folding the change log into one snapshot) and moves the expiry index.
+    /// Replaces whatever is stored for the current lineage with the whole
+    /// document `doc` (folding the change log into one snapshot) and moves
+    /// the expiry index.
     fn snapshot(
         &self,
         key: DocKey,
         doc: &[u8],
         old: Option<Record>,
+        lineage: LineageId,
         deadline: Millis,
         heads: u64,
     ) -> Result<Record, Error>;
 
+    /// Writes one step of the session's chain (see [`ChainWrite`]); `old`
+    /// and `old_others` are what is stored now. Returns the new current
+    /// record and the other lineages.
+    fn write_chain(
+        &self,
+        key: DocKey,
+        write: &ChainWrite<'_>,
+        old: Option<Record>,
+        old_others: &[Lineage],
+    ) -> Result<(Record, Vec<Lineage>), Error>;
+
     /// Moves a live document's place in the expiry index.
     fn reschedule(&self, key: DocKey, old: Record, deadline: Millis) -> Result<Record, Error>;
 
-    /// Deletes a dead document and leaves a tombstone until `forget_at`.
+    /// Deletes a dead session (every lineage) and leaves a tombstone until
+    /// `forget_at`.
     fn tombstone(
         &self,
         key: DocKey,
