@@ -460,3 +460,47 @@ async fn a_node_away_past_the_gc_horizon_cannot_bring_a_collected_session_back()
     assert_eq!(attrs(a, &id).await, None);
     assert_eq!(attrs(b, &id).await, None);
 }
+
+/// A writes while B, cut off, rotates the session: once they can talk
+/// again, the successor holds A's write, and A's increment counts once
+/// though both nodes carry it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_rotating_node_missed_reaches_the_successor_once() {
+    let c = pair(|config| config).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let incr = |by| Op::Increment {
+        key: "n".into(),
+        by,
+    };
+    let old = SessionId::random();
+    a.create(&old, &[insert("k", "1"), incr(1)]).await.unwrap();
+    eventually("replicated", || async { b.session_count() == 1 }).await;
+    partition(&[a], &[b], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    a.commit(&old, &[insert("late", "2"), incr(5)])
+        .await
+        .unwrap()
+        .unwrap();
+    let new = SessionId::random();
+    b.rotate(&old, &new, &[]).await.unwrap().unwrap();
+    partition(&[a], &[b], false).await;
+    let carried = |x: &BTreeMap<String, Value>| {
+        x.get("late") == Some(&Value::from(2)) && x.get("k") == Some(&Value::from(1))
+    };
+    for n in [a, b] {
+        eventually("the successor holds the late write", || async {
+            attrs(n, &new).await.is_some_and(|x| carried(&x))
+        })
+        .await;
+    }
+    for _ in 0..3 {
+        a.anti_entropy().await;
+        b.anti_entropy().await;
+    }
+    for n in [a, b] {
+        let x = attrs(n, &new).await.unwrap();
+        assert!(carried(&x), "{x:?}");
+        assert_eq!(x["n"], 6, "the late increment counted once");
+        assert!(attrs(n, &old).await.is_none(), "the old id is dead");
+    }
+}

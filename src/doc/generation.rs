@@ -229,6 +229,18 @@ impl SessionDoc {
         deps: &[ChangeHash],
         actor: ActorId,
     ) -> Result<ChangeHash, Error> {
+        self.translate_with(source, deps, actor, |key| key == NEXT)
+    }
+
+    /// [`translate`](Self::translate), leaving out the operations on the
+    /// keys `skip` names.
+    pub(crate) fn translate_with(
+        &mut self,
+        source: &Change,
+        deps: &[ChangeHash],
+        actor: ActorId,
+        skip: impl Fn(&str) -> bool,
+    ) -> Result<ChangeHash, Error> {
         let mut fork = self.doc.fork_at(deps)?.with_actor(actor);
         let mut wrote = false;
         for op in source.decode().operations {
@@ -238,7 +250,7 @@ impl SessionDoc {
                 continue;
             };
             let key = key.to_string();
-            if key == NEXT {
+            if skip(&key) {
                 continue;
             }
             match op.action {
@@ -275,7 +287,7 @@ impl SessionDoc {
 }
 
 /// The change that made the operation `id`.
-fn change_of(changes: &[Change], id: &ObjId) -> Option<ChangeHash> {
+pub(super) fn change_of(changes: &[Change], id: &ObjId) -> Option<ChangeHash> {
     let ObjId::Id(counter, actor, _) = id else {
         return None;
     };

@@ -36,6 +36,7 @@ mod layout;
 mod op;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod read;
+mod rotation;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod session_doc;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use automerge::{
     transaction::Transactable, ActorId, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT,
 };
@@ -312,27 +310,32 @@ impl SessionDoc {
         }
     }
 
-    /// Copies every attribute of `other` (counters stay counters, credited
-    /// to `node`): the first half of rotating a session id.
+    /// Copies every attribute of `other`, counters slot by slot (each
+    /// node's at its total): the first half of rotating a session id. A
+    /// late increment carried over from `other` then finds its slot.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] for a foreign value, [`Error::Automerge`].
-    pub fn copy_attributes_from(&mut self, other: &SessionDoc, node: NodeId) -> Result<(), Error> {
-        let mut counters = BTreeMap::new();
+    pub fn copy_attributes_from(&mut self, other: &SessionDoc) -> Result<(), Error> {
         for k in other.doc.keys(ROOT) {
-            if let Some(name) = k.strip_prefix(DATA) {
-                if let Some((Value::Scalar(s), _)) = other.doc.get(ROOT, k.as_str())? {
-                    self.put(&data_key(name), s.into_owned())?;
-                }
-            } else if let Some((name, _)) = k.strip_prefix(COUNT).and_then(|r| r.rsplit_once('/')) {
-                if !counters.contains_key(name) {
-                    counters.insert(name.to_owned(), other.counter_total(name)?.unwrap_or(0));
-                }
+            let Some((Value::Scalar(s), _)) = other.doc.get(ROOT, k.as_str())? else {
+                continue;
+            };
+            if k.starts_with(DATA) {
+                self.put(&k, s.into_owned())?;
+            } else if k.starts_with(COUNT) {
+                let total = match s.as_ref() {
+                    ScalarValue::Counter(c) => i64::from(c),
+                    ScalarValue::Int(n) => *n,
+                    _ => {
+                        return Err(Error::Corrupt {
+                            key: k.trim_start_matches(COUNT).to_owned(),
+                        })
+                    }
+                };
+                self.put(&k, ScalarValue::counter(total))?;
             }
-        }
-        for (name, total) in counters {
-            self.increment(&name, total, node)?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::*;
 use crate::doc::Op;
 use crate::{DocKey, ManualClock, SessionId};
 
-fn incr(by: i64) -> Op {
+pub(super) fn incr(by: i64) -> Op {
     Op::Increment {
         key: "n".into(),
         by,
@@ -16,7 +16,7 @@ fn incr(by: i64) -> Op {
 }
 
 /// An engine whose generations end every `every` changes, keeping `kept`.
-fn engine(dir: &std::path::Path, clock: &ManualClock, every: u32, kept: u32) -> Engine {
+pub(super) fn engine(dir: &std::path::Path, clock: &ManualClock, every: u32, kept: u32) -> Engine {
     let config = config(dir, clock)
         .with_generation_changes(every)
         .with_generations_kept(kept);
@@ -24,7 +24,7 @@ fn engine(dir: &std::path::Path, clock: &ManualClock, every: u32, kept: u32) -> 
 }
 
 /// Applies `pushes` to `to`, each answered applied.
-fn deliver(to: &Engine, pushes: &[Push]) {
+pub(super) fn deliver(to: &Engine, pushes: &[Push]) {
     for p in pushes {
         let applied = to.apply_push(p.key, p.lineage, &p.chunk);
         assert_ne!(applied, Applied::No, "push refused: gen {}", p.lineage.gen);
@@ -55,7 +55,7 @@ fn sync_lineage(a: &Engine, b: &Engine, key: DocKey, id: crate::store::LineageId
 
 /// What a full exchange does: every lineage either side holds, synced,
 /// until nothing changes.
-fn exchange(a: &Engine, b: &Engine, key: DocKey) {
+pub(super) fn exchange(a: &Engine, b: &Engine, key: DocKey) {
     let ids = |e: &Engine| match e.lineages(key).unwrap() {
         Held::Lineages { current, others } => [current]
             .into_iter()
@@ -76,7 +76,7 @@ fn exchange(a: &Engine, b: &Engine, key: DocKey) {
     }
 }
 
-fn value(engine: &Engine, key: DocKey, name: &str) -> serde_json::Value {
+pub(super) fn value(engine: &Engine, key: DocKey, name: &str) -> serde_json::Value {
     live(engine, key).unwrap().attributes[name].clone()
 }
 

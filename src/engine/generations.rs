@@ -37,7 +37,7 @@ pub(crate) fn due(shared: &Shared, state: &mut SlotState) -> bool {
     else {
         return false;
     };
-    if doc.is_marked() {
+    if doc.is_marked() || doc.is_rotated() {
         return false;
     }
     let cfg = shared.config();
@@ -63,7 +63,7 @@ pub(crate) fn advance(
     let SlotState::Doc { doc, lineage, .. } = state else {
         return Ok(Vec::new());
     };
-    if !doc.is_marked() {
+    if !doc.is_marked() || doc.is_rotated() {
         return Ok(Vec::new());
     }
     let gen = lineage.gen;

@@ -36,6 +36,8 @@ mod generation_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
+mod rotation_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use handle::Engine;

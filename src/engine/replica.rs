@@ -86,6 +86,7 @@ fn absorb<R>(
                 let l = chain.lineage_mut(target.gen, target.base_hash());
                 f(&mut l.doc).map(|(out, _)| out)
             })?;
+            carry_late(shared, key, state);
             return Ok(Ok(out));
         }
         let heads = doc.heads();
@@ -123,6 +124,9 @@ fn absorb<R>(
             if was_missing {
                 shared.count_session(true);
             }
+            // Before a switch: a late change that ends a generation of a
+            // rotated session would otherwise sink into the next one's base.
+            carry_late(shared, key, state);
             if let Err(e) = advance(shared, key, state) {
                 if matches!(state, SlotState::Unloaded) {
                     *state = shared.read(key)?;
@@ -132,6 +136,43 @@ fn absorb<R>(
         }
         Ok(Ok(out))
     })
+}
+
+/// Carries the changes of `key` (whose document `state` a peer's changes
+/// just reached) that its rotation had not seen into its successor, when
+/// it was rotated and this node holds the successor (see
+/// `doc/rotation.rs`). Every node that holds both makes the same changes;
+/// the others hear of them through anti-entropy. A failure is logged: the
+/// late change stays in the old document, and the next change there tries
+/// again.
+fn carry_late(shared: &Shared, key: DocKey, state: &mut SlotState) {
+    let SlotState::Doc { doc, summary, .. } = state else {
+        return;
+    };
+    if !matches!(summary.ended, Some(Status::Rotated(_))) {
+        return;
+    }
+    let Some((successor, late)) = doc.late_changes() else {
+        return;
+    };
+    if late.is_empty() {
+        return;
+    }
+    // Into the successor's first generation, where the rotation's copy is:
+    // what it holds past that, a generation step carries on.
+    let carried = absorb(shared, successor, LineageId::FIRST, |doc| {
+        let chunk = doc.carry_late(successor, &late)?;
+        Ok((chunk.is_some(), chunk))
+    });
+    match carried {
+        Ok(Ok(true)) => {
+            tracing::debug!(session = %key.short(), successor = %successor.short(), "late changes carried to the successor");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(session = %key.short(), error = %e, "late changes not carried to the successor; will retry");
+        }
+    }
 }
 
 /// A peer's change chunk for lineage `lineage` of `key`.
@@ -148,9 +189,13 @@ pub(crate) fn apply_push(
     // Most pushes follow the replica's heads directly (peers send in commit
     // order): those are persisted and applied later, in a batch.
     let deferred = with_slot_deferred(shared, key, |state| match state {
-        SlotState::Doc { lineage: cur, .. } if *cur == lineage => {
-            defer(shared, key, state, changes)
-        }
+        // A session that ended takes a change at once: a rotated one
+        // carries it to its successor.
+        SlotState::Doc {
+            lineage: cur,
+            summary,
+            ..
+        } if *cur == lineage && summary.ended.is_none() => defer(shared, key, state, changes),
         _ => Ok(false),
     });
     match deferred {

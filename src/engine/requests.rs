@@ -187,7 +187,7 @@ pub(crate) fn create(
                 old.max_idle_ms(),
                 old.absolute_expiry_ms(),
             )?;
-            doc.copy_attributes_from(old, node)?;
+            doc.copy_attributes_from(old)?;
         }
         apply_all(shared, &mut doc, ops)?;
         let summary = doc.summary()?;
