@@ -11,12 +11,21 @@
 //!   through `Node::commit` — automerge commit plus the RocksDB write batch,
 //!   with `Durability::Process` and with `Durability::Fsync`.
 //! - `commit/history_N`: one increment, commit and change extraction on a
-//!   document that already holds N changes. automerge keeps all history and
-//!   both steps walk it, so this grows with N.
+//!   bare automerge document that already holds N changes. automerge keeps
+//!   all history and both steps walk it, so this grows with N.
+//! - `age/commit_replicate_N`: one increment through `Node::commit` on a
+//!   session already written N times, answered once a second node (over
+//!   TCP on 127.0.0.1, `Replication::Sync { acks: 1 }`) persisted it.
+//!   Generations keep a session's documents small whatever its age, so
+//!   N = 10,000 costs what N = 10 does.
 //!
 //! Run with: `cargo bench --bench middleware`
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "compare/repl.rs"]
+#[allow(dead_code)]
+mod repl;
 
 use std::cell::RefCell;
 
@@ -334,5 +343,83 @@ fn syncs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests, store_writes, commits, loads, syncs);
+/// One increment on `node`'s session `id`, replicated before it returns.
+async fn replicated_incr(node: &Node, id: &sessionmesh::SessionId) {
+    let op = sessionmesh::doc::Op::Increment {
+        key: "n".into(),
+        by: 1,
+    };
+    node.commit(id, &[op]).await.unwrap().unwrap();
+}
+
+fn ages(c: &mut Criterion) {
+    use sessionmesh::net::Replication;
+    use sessionmesh::SessionId;
+    use std::time::{Duration, Instant};
+    const YOUNG: usize = 10;
+    const OLD: usize = 10_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let sync = Replication::Sync { acks: 1 };
+    let (a, b) = rt.block_on(async {
+        let a = repl::node(dirs[0].path(), sync).await;
+        let b = repl::node(dirs[1].path(), sync).await;
+        repl::connect(&[&a, &b]).await;
+        (a, b)
+    });
+    let old = SessionId::random();
+    rt.block_on(async {
+        a.create(&old, &[]).await.unwrap();
+        for _ in 1..OLD {
+            replicated_incr(&a, &old).await;
+        }
+    });
+    let mut group = c.benchmark_group("age");
+    group.sample_size(20);
+    group.bench_function(format!("commit_replicate_{YOUNG}"), |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut spent = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    // A session written YOUNG times; timed for YOUNG more.
+                    let id = SessionId::random();
+                    a.create(&id, &[]).await.unwrap();
+                    for _ in 1..YOUNG {
+                        replicated_incr(&a, &id).await;
+                    }
+                    for _ in 0..(iters - done).min(YOUNG as u64) {
+                        let t = Instant::now();
+                        replicated_incr(&a, &id).await;
+                        spent += t.elapsed();
+                        done += 1;
+                    }
+                }
+                spent
+            })
+        });
+    });
+    group.bench_function(format!("commit_replicate_{OLD}"), |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    replicated_incr(&a, &old).await;
+                }
+                t.elapsed()
+            })
+        });
+    });
+    group.finish();
+    rt.block_on(async {
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    });
+}
+
+criterion_group!(benches, requests, store_writes, commits, loads, syncs, ages);
 criterion_main!(benches);
