@@ -191,20 +191,50 @@ impl SessionDoc {
             amount = base.checked_add(by).ok_or_else(overflow)?;
             self.delete(&data_key(key))?;
         }
-        let slot = count_key(key, node);
-        match self.doc.get(ROOT, slot.as_str())? {
-            Some((Value::Scalar(s), _)) if s.is_counter() => {
-                if let ScalarValue::Counter(c) = s.as_ref() {
-                    i64::from(c).checked_add(amount).ok_or_else(overflow)?;
-                }
+        match self.own_slot(key, node) {
+            Some((slot, value)) => {
+                value.checked_add(amount).ok_or_else(overflow)?;
                 self.doc.increment(ROOT, slot.as_str(), amount)?;
             }
-            _ => {
+            None => {
+                // A new slot under a key of its own: a slot of this node's
+                // that this replica does not see (a generation's copy still
+                // on its way) is never overwritten by a concurrent one, and
+                // automerge would keep one of two values at a key.
+                let mut suffix = [0u8; 8];
+                getrandom::fill(&mut suffix).map_err(|e| Error::Sync(e.to_string()))?;
+                let slot = format!(
+                    "{}.{:016x}",
+                    count_key(key, node),
+                    u64::from_be_bytes(suffix)
+                );
                 self.doc
                     .put(ROOT, slot.as_str(), ScalarValue::counter(amount))?;
             }
         }
         Ok(())
+    }
+
+    /// This node's counter slot for `key` and its value, if it has one
+    /// (`count/<key>/<node>`, or that with a `.<suffix>`).
+    fn own_slot(&self, key: &str, node: NodeId) -> Option<(String, i64)> {
+        let exact = count_key(key, node);
+        let prefix = format!("{COUNT}{key}/");
+        self.doc
+            .map_range(ROOT, prefix_range(&prefix))
+            .filter(|item| {
+                item.key == exact
+                    || item
+                        .key
+                        .strip_prefix(exact.as_str())
+                        .is_some_and(|rest| rest.starts_with('.') && !rest.contains('/'))
+            })
+            .find_map(|item| match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Counter(c)) => {
+                    Some((item.key.into_owned(), c))
+                }
+                _ => None,
+            })
     }
 
     /// Removes every attribute.

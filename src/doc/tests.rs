@@ -320,3 +320,26 @@ fn sync_leaves_automerges_whole_document_message_to_large_documents() {
     assert!(change_header(chunks[0]).is_none(), "a document chunk");
     assert_eq!(b.get_json("n").unwrap(), Some(199.into()));
 }
+
+/// One node's counter slot created twice, on two replicas that do not see
+/// each other's (what a generation's copy on its way makes possible):
+/// both increments count. At one key automerge would keep one value.
+#[test]
+fn one_node_creating_its_slot_twice_concurrently_loses_neither_increment() {
+    let (mut a, node) = base();
+    let mut b = a.fork_as(ActorId::random());
+    a.increment("n", 2, node).unwrap();
+    a.commit();
+    b.increment("n", 3, node).unwrap();
+    b.commit();
+    merged(&mut a, &mut b);
+    for d in [&a, &b] {
+        assert_eq!(d.get_json("n").unwrap(), Some(serde_json::json!(5)));
+        assert_eq!(d.attributes().unwrap()["n"], 5);
+    }
+    // Further increments go to one of the node's slots, and count once.
+    a.increment("n", 1, node).unwrap();
+    a.commit();
+    merged(&mut a, &mut b);
+    assert_eq!(b.attributes().unwrap()["n"], 6);
+}
