@@ -155,7 +155,9 @@ fn carry_late(shared: &Shared, key: DocKey, state: &mut SlotState) {
     let Some((successor, late)) = doc.late_changes() else {
         return;
     };
-    if late.is_empty() {
+    // A document naming itself (only a hostile peer writes one) would lock
+    // its own slot again.
+    if late.is_empty() || successor == key {
         return;
     }
     // Into the successor's first generation, where the rotation's copy is:
