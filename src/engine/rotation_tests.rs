@@ -140,3 +140,32 @@ fn a_late_write_that_ends_a_generation_of_the_old_id_still_lands() {
         assert_eq!(value(e, new, "n"), 2 + 115);
     }
 }
+
+#[test]
+fn a_document_that_names_itself_as_successor_is_not_carried_into_itself() {
+    // What only a hostile peer sends: a rotation of a session to itself,
+    // then a change concurrent with it. Carrying it would lock the
+    // session's own slot again (this test would hang).
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let clock = ManualClock::new(1_000_000);
+    let (a, b) = (
+        engine(dirs[0].path(), &clock, 64, 4),
+        engine(dirs[1].path(), &clock, 64, 4),
+    );
+    let key = SessionId::random().doc_key();
+    let (_, created) = a.create(key, &[insert("x", "1")]).unwrap();
+    deliver(&b, &created);
+    let chunks: Vec<u8> = created.iter().flat_map(|p| p.chunk.clone()).collect();
+    let mut forged = crate::doc::SessionDoc::load(&chunks, automerge::ActorId::random()).unwrap();
+    let heads = forged.heads();
+    forged.set_successor(key).unwrap();
+    forged.commit();
+    let rotation = forged.save_after(&heads);
+    let (_, late) = a.commit(key, &[insert("y", "2")]).unwrap();
+    assert_ne!(
+        b.apply_push(key, crate::store::LineageId::FIRST, &rotation),
+        Applied::No
+    );
+    deliver(&b, &late);
+    assert!(live(&b, key).is_none(), "the session is ended");
+}
