@@ -36,21 +36,6 @@ async fn peer(dir: &Path, port: u16, peers: &[u16]) -> PeerProcess {
     PeerProcess::start_with(dir, &args).await
 }
 
-async fn connected(http: &Client, p: &PeerProcess, n: usize) {
-    common::eventually("connected", || async {
-        let c: Value = http
-            .get(format!("{}/cluster", p.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        c["peers"].as_array().is_some_and(|a| a.len() == n)
-    })
-    .await;
-}
-
 /// Every file under `dir`, in bytes.
 fn size_of_dir(dir: &Path) -> u64 {
     let mut total = 0;
@@ -114,7 +99,7 @@ async fn a_long_lived_session_stays_small_and_whole_on_every_node() {
     let a = peer(dirs[0].path(), ports[0], &[]).await;
     let b = peer(dirs[1].path(), ports[1], &[ports[0]]).await;
     let http = Client::new();
-    connected(&http, &a, 1).await;
+    common::wait_for_peers(&a.base, 1).await;
 
     let first = http
         .post(format!("{}/session/n/incr", a.base))
@@ -175,7 +160,7 @@ async fn a_long_lived_session_stays_small_and_whole_on_every_node() {
     // A node that joins now: serves the session at once once it is in the
     // cluster, and stores a bounded amount.
     let c = peer(dirs[2].path(), ports[2], &[ports[0]]).await;
-    connected(&http, &c, 1).await;
+    common::wait_for_peers(&c.base, 1).await;
     let started = Instant::now();
     let mut served = None;
     while started.elapsed() < Duration::from_secs(10) {

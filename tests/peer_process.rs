@@ -121,18 +121,7 @@ async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
     }
     let http = Client::new();
     for p in &peers {
-        common::eventually("mesh", || async {
-            let c: serde_json::Value = http
-                .get(format!("{}/cluster", p.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            c["peers"].as_array().is_some_and(|a| a.len() == 2)
-        })
-        .await;
+        common::wait_for_peers(&p.base, 2).await;
     }
     let first = http
         .put(format!("{}/session/seed", peers[0].base))

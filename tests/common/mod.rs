@@ -218,3 +218,20 @@ pub fn cookie_of(res: &reqwest::Response) -> Option<String> {
         .find(|v| v.starts_with("id=") && !v.contains("Max-Age=0"))
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }
+
+/// Waits until the demo peer at `base` reports `n` connected peers.
+pub async fn wait_for_peers(base: &str, n: usize) {
+    let http = reqwest::Client::new();
+    eventually("peers connected", || async {
+        let c: serde_json::Value = http
+            .get(format!("{base}/cluster"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        c["peers"].as_array().is_some_and(|a| a.len() == n)
+    })
+    .await;
+}
