@@ -3,13 +3,17 @@
 //! and cookie values. None may panic; each answers with a typed error (or a
 //! value that round-trips).
 //!
+//! Compressed data from outside inflates at most to a limit: a
+//! "decompression bomb" is refused while it inflates, allocating next to
+//! nothing (counted per thread with `allocation_counter`).
+//!
 //! `PROPTEST_CASES` raises the case count (default 512 here).
 
 #![allow(clippy::unwrap_used)]
 
 use automerge::ActorId;
 use proptest::prelude::*;
-use sessionmesh::doc::SessionDoc;
+use sessionmesh::doc::{inflated_size, zero_bomb, Error as DocError, SessionDoc};
 use sessionmesh::net::wire;
 use sessionmesh::{NodeId, SessionId};
 
@@ -33,6 +37,59 @@ fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
         }
         b
     })
+}
+
+/// Bytes of the DEFLATE body of a compressed chunk from `zero_bomb`: what
+/// follows its LEB128 length.
+fn deflated_len(chunk: &[u8]) -> usize {
+    let mut len = 0usize;
+    for (i, b) in chunk[9..].iter().enumerate() {
+        len |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return len;
+        }
+    }
+    unreachable!("a length ends")
+}
+
+/// A sync message carrying `chunk` as its changes.
+fn sync_message_with(chunk: Vec<u8>) -> Vec<u8> {
+    automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: vec![chunk].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+/// 200 MB of zeros in a compressed change, sent in a sync message, is
+/// refused while it inflates: what the receiver allocates stays near the
+/// message's own size, and the document is unchanged.
+#[test]
+fn a_sync_message_that_inflates_past_the_limit_is_refused_without_allocating_it() {
+    let msg = sync_message_with(zero_bomb(200 << 20));
+    assert!(msg.len() < 1 << 20, "{}", msg.len());
+    let mut doc = sample_doc();
+    let before = doc.heads();
+    let mut state = automerge::sync::State::new();
+    let mut result = None;
+    let info = allocation_counter::measure(|| {
+        result = Some(doc.receive_sync_message(&mut state, &msg, 64 << 20));
+    });
+    assert!(
+        matches!(result, Some(Err(DocError::Inflation { .. }))),
+        "{result:?}"
+    );
+    assert!(
+        info.bytes_max < 4 * msg.len() as u64,
+        "allocated {} bytes for a {} byte message",
+        info.bytes_max,
+        msg.len()
+    );
+    assert_eq!(doc.heads(), before);
 }
 
 fn sample_doc() -> SessionDoc {
@@ -89,12 +146,35 @@ proptest! {
         let before = doc.heads();
         let chunk = doc.apply_change_chunk(&bytes);
         let mut state = automerge::sync::State::new();
-        let sync = doc.receive_sync_message(&mut state, &bytes);
+        let sync = doc.receive_sync_message(&mut state, &bytes, 1 << 20);
         // Junk that both decoders refuse changes nothing.
         if chunk.is_err() && sync.is_err() {
             prop_assert_eq!(doc.heads(), before);
         }
         let _ = doc.summary();
+    }
+
+    #[test]
+    fn inflation_is_counted_exactly_and_stops_at_the_limit(
+        zeros in 0usize..(4 << 20),
+        limit in 1usize..(4 << 20),
+    ) {
+        let bomb = zero_bomb(zeros);
+        let mut counted = None;
+        let info = allocation_counter::measure(|| {
+            counted = Some(inflated_size(&bomb, limit));
+        });
+        // The chunk's header (magic, checksum, type, length) plus the body.
+        let header = bomb.len() - deflated_len(&bomb);
+        match counted.unwrap() {
+            Ok(n) => prop_assert_eq!(n, header + zeros),
+            Err(DocError::Inflation { limit: l }) => {
+                prop_assert_eq!(l, limit);
+                prop_assert!(header + zeros > limit);
+            }
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+        prop_assert!(info.bytes_max < 256 << 10, "allocated {} bytes", info.bytes_max);
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl Config {
     /// | snapshot every | 32 commits |
     /// | new generation after | 64 changes, or a document twice the session's size |
     /// | earlier generations kept | 4 |
+    /// | what bytes from a peer may inflate to | the session limit × (changes per generation + 2), at least 16 MiB ([`Config::max_inflated_bytes`]) |
     /// | idle timeout | 30 minutes |
     /// | absolute timeout | 24 hours |
     /// | touch interval | 60 s (at most a tenth of the idle timeout) |
@@ -219,6 +220,19 @@ impl Config {
     #[must_use]
     pub fn max_session_bytes(&self) -> usize {
         self.max_session_bytes
+    }
+
+    /// What one message from a peer (a pushed change, the changes of a
+    /// sync message) may take once the compressed data in it is inflated:
+    /// the most a generation can hold, each of its changes writing a whole
+    /// session, and at least 16 MiB. Past it the message is refused before
+    /// anything is inflated (a "decompression bomb").
+    #[must_use]
+    pub fn max_inflated_bytes(&self) -> usize {
+        let changes = usize::try_from(self.generation_changes).unwrap_or(usize::MAX);
+        self.max_session_bytes
+            .saturating_mul(changes.saturating_add(2))
+            .max(16 << 20)
     }
 
     /// The estimated memory for loaded documents, in bytes.

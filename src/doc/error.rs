@@ -38,6 +38,14 @@ pub enum Error {
     /// Bytes from a peer are not an automerge sync message.
     #[error("malformed sync message: {0}")]
     Sync(String),
+    /// Bytes from outside would inflate past the limit (see
+    /// [`inflated_size`](crate::doc::inflated_size)); nothing was inflated
+    /// past it.
+    #[error("compressed data inflates past the limit of {limit} bytes")]
+    Inflation {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// An increment would overflow `i64`.
     #[error("counter {key:?} would overflow")]
     Overflow {

@@ -113,19 +113,24 @@ impl SessionDoc {
             .map(automerge::sync::Message::encode)
     }
 
-    /// Applies a sync message from the peer whose state is `state`.
+    /// Applies a sync message from the peer whose state is `state`, if
+    /// the changes it carries inflate to at most `inflate_limit` bytes.
     ///
     /// # Errors
     ///
     /// [`Error::Sync`] when the bytes are not a sync message;
-    /// [`Error::Automerge`] when its changes do not apply.
+    /// [`Error::Inflation`] when its changes inflate past the limit;
+    /// [`Error::Automerge`] when they do not apply. Nothing is applied
+    /// then.
     pub fn receive_sync_message(
         &mut self,
         state: &mut automerge::sync::State,
         msg: &[u8],
+        inflate_limit: usize,
     ) -> Result<(), Error> {
         use automerge::sync::SyncDoc as _;
         let msg = automerge::sync::Message::decode(msg).map_err(|e| Error::Sync(e.to_string()))?;
+        super::sync_inflated_size(&msg, inflate_limit)?;
         self.doc.sync().receive_sync_message(state, msg)?;
         Ok(())
     }

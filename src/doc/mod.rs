@@ -32,6 +32,7 @@ mod error;
 mod exchange;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod generation;
+mod inflate;
 mod layout;
 mod op;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
@@ -47,6 +48,9 @@ mod translate;
 mod tests;
 
 pub use error::Error;
+#[cfg(any(test, feature = "testing"))]
+pub use inflate::zero_bomb;
+pub use inflate::{inflated_size, sync_inflated_size};
 pub use op::{ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the

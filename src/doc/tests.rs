@@ -254,12 +254,12 @@ fn sync_exchange(a: &mut SessionDoc, b: &mut SessionDoc) -> Vec<automerge::sync:
     for _ in 0..10 {
         let mut quiet = true;
         if let Some(m) = a.generate_sync_message(&mut sa) {
-            b.receive_sync_message(&mut sb, &m).unwrap();
+            b.receive_sync_message(&mut sb, &m, usize::MAX).unwrap();
             sent.push(automerge::sync::Message::decode(&m).unwrap());
             quiet = false;
         }
         if let Some(m) = b.generate_sync_message(&mut sb) {
-            a.receive_sync_message(&mut sa, &m).unwrap();
+            a.receive_sync_message(&mut sa, &m, usize::MAX).unwrap();
             sent.push(automerge::sync::Message::decode(&m).unwrap());
             quiet = false;
         }

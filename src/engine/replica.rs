@@ -188,6 +188,10 @@ pub(crate) fn apply_push(
         tracing::warn!(session = %key.short(), "empty push refused");
         return Applied::No;
     }
+    if let Err(e) = crate::doc::inflated_size(changes, shared.config().max_inflated_bytes()) {
+        tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
+        return Applied::No;
+    }
     // Most pushes follow the replica's heads directly (peers send in commit
     // order): those are persisted and applied later, in a batch.
     let deferred = with_slot_deferred(shared, key, |state| match state {
@@ -236,7 +240,7 @@ pub(crate) fn sync_step(
 ) -> Result<Step, Error> {
     let out = absorb(shared, key, lineage, |doc| {
         if let Some(m) = msg {
-            doc.receive_sync_message(state, m)?;
+            doc.receive_sync_message(state, m, shared.config().max_inflated_bytes())?;
         }
         Ok((doc.generate_sync_message(state), None))
     })?;

@@ -170,3 +170,61 @@ fn a_push_that_releases_a_queued_change_applies_both() {
     );
     engine.close(true).unwrap();
 }
+
+/// A sync message carrying `chunks` as its changes.
+fn sync_message_with(chunks: Vec<Vec<u8>>) -> Vec<u8> {
+    automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: chunks.into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let engine = open(dir.path(), &clock);
+    let key = SessionId::random().doc_key();
+    let (mut doc, first) = remote_session(&clock);
+    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    // Past the limit by a byte, from a few hundred kilobytes on the wire.
+    let limit = engine.config().max_inflated_bytes();
+    let bomb = crate::doc::zero_bomb(limit + 1);
+    assert!(bomb.len() < limit / 500, "{}", bomb.len());
+    // Refused while it inflates: what the node allocates stays near the
+    // push's own size (automerge would allocate the whole).
+    let mut applied = None;
+    let info = allocation_counter::measure(|| applied = Some(engine.apply_push(key, FIRST, &bomb)));
+    assert_eq!(applied, Some(Applied::No));
+    assert!(info.bytes_max < 4 << 20, "allocated {}", info.bytes_max);
+    let msg = sync_message_with(vec![bomb]);
+    let mut state = automerge::sync::State::new();
+    let refused = engine.sync_step(key, FIRST, &mut state, Some(&msg));
+    assert!(
+        matches!(
+            refused,
+            Err(crate::Error::Doc(crate::doc::Error::Inflation { .. }))
+        ),
+        "{refused:?}"
+    );
+    // Real changes, pushed or synced, still apply, and the session serves.
+    let next = change(&mut doc, |d| d.insert("k", &1).unwrap());
+    assert_eq!(engine.apply_push(key, FIRST, &next), Applied::Yes);
+    let last = change(&mut doc, |d| d.insert("j", &2).unwrap());
+    let msg = sync_message_with(vec![last]);
+    let mut state = automerge::sync::State::new();
+    engine
+        .sync_step(key, FIRST, &mut state, Some(&msg))
+        .unwrap();
+    let (view, _) = engine.commit(key, &[insert("mine", "3")]).unwrap();
+    let view = view.unwrap();
+    assert_eq!(view.attributes["k"], 1);
+    assert_eq!(view.attributes["j"], 2);
+    assert_eq!(view.attributes["mine"], 3);
+    engine.close(true).unwrap();
+}

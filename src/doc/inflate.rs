@@ -1,0 +1,338 @@
+//! A bound on what bytes from outside inflate to, checked before automerge
+//! sees them.
+//!
+//! automerge inflates DEFLATE streams in what it decodes with no limit: a
+//! compressed change chunk, and the compressed columns of a document or a
+//! bundle. DEFLATE reaches about 1,000:1, so one wire message at the limit
+//! could ask for gigabytes. [`inflated_size`] walks the chunks the way
+//! automerge's storage format lays them out, inflates every compressed
+//! part into a small scratch buffer, counts, and stops as soon as the count
+//! passes the limit: nothing the size of the output is ever allocated.
+//!
+//! The walk reads headers and column metadata only; everything else about
+//! the bytes (checksums, the operations) automerge checks afterwards.
+
+use std::io::Read as _;
+
+use super::Error;
+
+/// The first bytes of every automerge chunk.
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// A column specification's bit for "this column is DEFLATE compressed".
+const DEFLATE_BIT: u32 = 0b1000;
+/// Bytes of a change hash.
+const HASH_LEN: usize = 32;
+
+/// How many bytes the automerge chunks in `bytes` (any number of them,
+/// concatenated: change chunks, compressed change chunks, documents or
+/// bundles) take once every compressed part is inflated, if that is at
+/// most `limit`.
+///
+/// # Errors
+///
+/// [`Error::Inflation`] as soon as the count passes `limit` (the rest is
+/// not inflated); [`Error::Sync`] when the bytes are not well-formed
+/// chunks or a compressed part is not a DEFLATE stream.
+pub fn inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
+    let mut budget = Budget { used: 0, limit };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        rest = chunk(rest, &mut budget)?;
+    }
+    Ok(budget.used)
+}
+
+/// [`inflated_size`] over every chunk an automerge sync message carries.
+///
+/// # Errors
+///
+/// As [`inflated_size`]; [`Error::Sync`] also when `msg` is not a sync
+/// message.
+pub fn sync_inflated_size(msg: &automerge::sync::Message, limit: usize) -> Result<usize, Error> {
+    let mut budget = Budget { used: 0, limit };
+    for item in msg.changes.iter() {
+        let mut rest = item;
+        while !rest.is_empty() {
+            rest = chunk(rest, &mut budget)?;
+        }
+    }
+    Ok(budget.used)
+}
+
+struct Budget {
+    used: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn add(&mut self, n: usize) -> Result<(), Error> {
+        self.used = self.used.saturating_add(n);
+        if self.used > self.limit {
+            return Err(Error::Inflation { limit: self.limit });
+        }
+        Ok(())
+    }
+
+    /// Inflates `data` into a scratch buffer, counting.
+    fn inflate(&mut self, data: &[u8]) -> Result<(), Error> {
+        let mut inflater = flate2::bufread::DeflateDecoder::new(data);
+        let mut scratch = [0u8; 16 << 10];
+        loop {
+            let n = inflater
+                .read(&mut scratch)
+                .map_err(|e| malformed(&format!("compressed data: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.add(n)?;
+        }
+    }
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Sync(format!("malformed chunk: {what}"))
+}
+
+/// Reads one chunk off the front of `input`, counts it, returns the rest.
+fn chunk<'a>(input: &'a [u8], budget: &mut Budget) -> Result<&'a [u8], Error> {
+    let mut r = Reader(input);
+    if r.take(MAGIC.len())? != MAGIC {
+        return Err(malformed("bad magic bytes"));
+    }
+    r.take(4)?; // checksum
+    let kind = r.take(1)?[0];
+    let len = r.len_prefix()?;
+    let header = input.len() - r.0.len();
+    let data = r.take(len)?;
+    let rest = r.0;
+    budget.add(header)?;
+    match kind {
+        // A change: its columns are never compressed (automerge refuses).
+        1 => budget.add(data.len())?,
+        // A compressed change: the whole body is one DEFLATE stream.
+        2 => budget.inflate(data)?,
+        0 => document(data, budget)?,
+        3 => bundle(data, budget)?,
+        other => return Err(malformed(&format!("unknown chunk type {other}"))),
+    }
+    Ok(rest)
+}
+
+/// A document: actors, heads, change and op column metadata, then the
+/// change columns, the op columns and a suffix.
+fn document(data: &[u8], budget: &mut Budget) -> Result<(), Error> {
+    let mut r = Reader(data);
+    r.actors()?;
+    r.hashes()?;
+    let changes = r.columns()?;
+    let ops = r.columns()?;
+    budget.add(data.len() - r.0.len())?;
+    r.column_data(&changes, budget)?;
+    r.column_data(&ops, budget)?;
+    budget.add(r.0.len())
+}
+
+/// A bundle: dependencies, actors, then change column metadata and data,
+/// then op column metadata and data.
+fn bundle(data: &[u8], budget: &mut Budget) -> Result<(), Error> {
+    let mut r = Reader(data);
+    r.hashes()?;
+    r.actors()?;
+    let before = data.len() - r.0.len();
+    budget.add(before)?;
+    for _ in 0..2 {
+        let start = r.0.len();
+        let cols = r.columns()?;
+        budget.add(start - r.0.len())?;
+        r.column_data(&cols, budget)?;
+    }
+    budget.add(r.0.len())
+}
+
+/// The bytes still to read.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if n > self.0.len() {
+            return Err(malformed("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// An unsigned LEB128 number, as automerge writes them.
+    fn uleb(&mut self) -> Result<u64, Error> {
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let byte = self.take(1)?[0];
+            let bits = u64::from(byte & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err(malformed("number overflows 64 bits"));
+            }
+            value |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(malformed("number overflows 64 bits"))
+    }
+
+    /// A length: a number that must fit in what is left.
+    fn len_prefix(&mut self) -> Result<usize, Error> {
+        let n = self.uleb()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= self.0.len())
+            .ok_or_else(|| malformed("length past the end"))
+    }
+
+    /// A count of items that each take at least `min` bytes.
+    fn count(&mut self, min: usize) -> Result<usize, Error> {
+        let n = self.uleb()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| n.saturating_mul(min) <= self.0.len())
+            .ok_or_else(|| malformed("count past the end"))
+    }
+
+    fn actors(&mut self) -> Result<(), Error> {
+        for _ in 0..self.count(1)? {
+            let len = self.len_prefix()?;
+            self.take(len)?;
+        }
+        Ok(())
+    }
+
+    fn hashes(&mut self) -> Result<(), Error> {
+        let n = self.count(HASH_LEN)?;
+        self.take(n * HASH_LEN)?;
+        Ok(())
+    }
+
+    /// Column metadata: (whether compressed, length) of each column.
+    fn columns(&mut self) -> Result<Vec<(bool, usize)>, Error> {
+        let n = self.count(2)?;
+        let mut cols = Vec::with_capacity(n);
+        for _ in 0..n {
+            let spec = self.uleb()?;
+            let len = self.uleb()?;
+            let len = usize::try_from(len).map_err(|_| malformed("column past the end"))?;
+            cols.push((spec & u64::from(DEFLATE_BIT) != 0, len));
+        }
+        Ok(cols)
+    }
+
+    /// The data of `cols`, compressed ones inflated and counted.
+    fn column_data(&mut self, cols: &[(bool, usize)], budget: &mut Budget) -> Result<(), Error> {
+        for &(deflated, len) in cols {
+            let data = self.take(len)?;
+            if deflated {
+                budget.inflate(data)?;
+            } else {
+                budget.add(len)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A compressed change chunk whose body is `inflated` zero bytes: what an
+/// attacker would send. Built in slices, so making it allocates only its
+/// compressed size (about a thousandth).
+#[cfg(any(test, feature = "testing"))]
+#[must_use]
+pub fn zero_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = [0u8; 64 << 10];
+    let mut left = inflated;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        deflater.write_all(&zeros[..n]).expect("writing to memory");
+        left -= n;
+    }
+    let body = deflater.finish().expect("writing to memory");
+    let mut chunk = MAGIC.to_vec();
+    chunk.extend([0, 0, 0, 0, 2]);
+    let mut len = body.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).expect("seven bits");
+        len >>= 7;
+        if len == 0 {
+            chunk.push(byte);
+            break;
+        }
+        chunk.push(byte | 0x80);
+    }
+    chunk.extend(body);
+    chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::ActorId;
+
+    use super::*;
+    use crate::doc::SessionDoc;
+    use crate::NodeId;
+
+    fn doc_with(value: &str) -> SessionDoc {
+        let node = NodeId::random();
+        let mut doc = SessionDoc::new(ActorId::random(), node, 1_000, 60_000, 0);
+        doc.insert("big", &value).unwrap();
+        doc.increment("n", 2, node).unwrap();
+        doc.commit();
+        doc
+    }
+
+    #[test]
+    fn what_automerge_writes_is_counted_whole() {
+        // Long enough that automerge compresses the value's column.
+        let mut doc = doc_with(&"abc".repeat(20_000));
+        let saved = doc.save();
+        let size = inflated_size(&saved, usize::MAX).unwrap();
+        assert!(size > 60_000, "the compressed column inflated: {size}");
+        assert!(
+            saved.len() < 10_000,
+            "automerge compressed it: {}",
+            saved.len()
+        );
+        assert!(matches!(
+            inflated_size(&saved, size - 1),
+            Err(Error::Inflation { .. })
+        ));
+        // Change chunks, several in a row, count as they are.
+        let chunks = [doc.save_after(&[]), doc_with("x").save_after(&[])].concat();
+        assert_eq!(inflated_size(&chunks, usize::MAX).unwrap(), chunks.len());
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_the_limit() {
+        let bomb = zero_bomb(10 << 20);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        assert!(matches!(
+            inflated_size(&bomb, 1 << 20),
+            Err(Error::Inflation { limit }) if limit == 1 << 20
+        ));
+        let whole = inflated_size(&bomb, usize::MAX).unwrap();
+        assert!(whole > 10 << 20);
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors() {
+        let saved = doc_with("v").save();
+        for bad in [
+            &b"not automerge"[..],
+            &saved[..saved.len() - 1],
+            &[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 9, 0][..],
+            &[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff][..],
+        ] {
+            assert!(matches!(
+                inflated_size(bad, usize::MAX),
+                Err(Error::Sync(_))
+            ));
+        }
+    }
+}
