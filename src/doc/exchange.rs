@@ -35,6 +35,18 @@ impl SessionDoc {
         self.doc.get_missing_deps(hashes).is_empty()
     }
 
+    /// The highest seq of each actor's changes in the document (applied
+    /// ones): a change by one of them with a seq at or below that is not
+    /// one automerge will take.
+    pub fn max_seqs(&mut self) -> std::collections::HashMap<automerge::ActorId, u64> {
+        let mut seqs = std::collections::HashMap::new();
+        for meta in self.doc.get_changes_meta(&[]) {
+            let seq = seqs.entry(meta.actor.into_owned()).or_insert(0);
+            *seq = meta.seq.max(*seq);
+        }
+        seqs
+    }
+
     /// How many changes the document holds.
     pub fn change_count(&self) -> u64 {
         use automerge::ReadDoc as _;
@@ -209,10 +221,28 @@ pub fn hash_heads(heads: &[ChangeHash]) -> u64 {
     u64::from_be_bytes(out)
 }
 
-/// The hash and dependencies of the one change in `chunk`, read from its
-/// header without applying it; `None` when `chunk` is not one change.
+/// What identifies one change, read without applying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeHeader {
+    /// Its hash.
+    pub hash: ChangeHash,
+    /// The changes it depends on.
+    pub deps: Vec<ChangeHash>,
+    /// Its author.
+    pub actor: automerge::ActorId,
+    /// Its place among its author's changes (from 1).
+    pub seq: u64,
+}
+
+/// The header of the one change in `chunk`; `None` when `chunk` is not one
+/// change.
 #[must_use]
-pub fn change_header(chunk: &[u8]) -> Option<(ChangeHash, Vec<ChangeHash>)> {
+pub fn change_header(chunk: &[u8]) -> Option<ChangeHeader> {
     let change = automerge::Change::from_bytes(chunk.to_vec()).ok()?;
-    Some((change.hash(), change.deps().to_vec()))
+    Some(ChangeHeader {
+        hash: change.hash(),
+        deps: change.deps().to_vec(),
+        actor: change.actor_id().clone(),
+        seq: change.seq(),
+    })
 }

@@ -60,9 +60,9 @@ pub(crate) use chain::Chain;
 #[cfg(feature = "testing")]
 pub use chain::{Chain, GenDoc, Part};
 #[cfg(feature = "testing")]
-pub use exchange::{change_header, hash_heads};
+pub use exchange::{change_header, hash_heads, ChangeHeader};
 #[cfg(not(feature = "testing"))]
-pub(crate) use exchange::{change_header, hash_heads};
+pub(crate) use exchange::{change_header, hash_heads, ChangeHeader};
 #[cfg(not(feature = "testing"))]
 pub(crate) use read::size_with;
 #[cfg(feature = "testing")]

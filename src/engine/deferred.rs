@@ -6,7 +6,7 @@
 
 use super::generations::advance;
 use super::shared::{digest_hash, Shared};
-use crate::doc::{change_header, written_keys};
+use crate::doc::{change_header, written_keys, ChangeHeader};
 use crate::id::DocKey;
 use crate::store::SlotState;
 use crate::Error;
@@ -111,7 +111,13 @@ pub(crate) fn defer(
     {
         return Ok(false);
     }
-    let Some((hash, deps)) = change_header(chunk) else {
+    let Some(ChangeHeader {
+        hash,
+        deps,
+        actor,
+        seq,
+    }) = change_header(chunk)
+    else {
         return Ok(false);
     };
     let mut heads = if deferred.chunks.is_empty() {
@@ -130,6 +136,16 @@ pub(crate) fn defer(
     {
         return Ok(false);
     }
+    // A change that reuses an (actor, seq) the document or the batch holds
+    // would be persisted and acked, then fail every load of the document
+    // (automerge refuses duplicate seqs): it goes the way that applies
+    // before persisting, and is refused there.
+    if deferred.chunks.is_empty() {
+        deferred.seqs = doc.max_seqs();
+    }
+    if deferred.seqs.get(&actor).is_some_and(|s| *s >= seq) {
+        return Ok(false);
+    }
     heads.retain(|h| !deps.contains(h));
     heads.push(hash);
     let at = shared.index_time(summary, shared.now());
@@ -143,5 +159,6 @@ pub(crate) fn defer(
     )?;
     deferred.chunks.push(chunk.to_vec());
     deferred.heads = heads;
+    deferred.seqs.insert(actor, seq);
     Ok(true)
 }

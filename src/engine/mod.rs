@@ -34,6 +34,8 @@ mod fault_tests;
 #[cfg(test)]
 mod generation_tests;
 #[cfg(test)]
+mod quarantine_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod rotation_tests;

@@ -33,11 +33,39 @@ pub(crate) fn with_slot_deferred<R>(
     let slot = shared.cache().slot(key);
     let mut state = slot.lock();
     if matches!(*state, SlotState::Unloaded) {
-        *state = shared.read(key)?;
+        *state = read_or_quarantine(shared, key)?;
     }
     let result = f(&mut state);
     let charge = Shared::charge(&state);
     drop(state);
     shared.cache().charge(key, charge);
     result
+}
+
+/// Reads `key` from disk. Stored bytes that do not load (damaged on disk,
+/// or a change that should never have been accepted) are moved aside and
+/// the error returned once: the key then reads as missing, so a peer's
+/// copy can take its place and no request or sweep trips over it again.
+fn read_or_quarantine(shared: &Shared, key: DocKey) -> Result<SlotState, Error> {
+    match shared.read(key) {
+        Err(e) if undecodable(&e) => {
+            let moved = shared.store()?.quarantine(key, None, shared.now());
+            tracing::error!(
+                session = %key.short(),
+                error = %e,
+                moved = ?moved,
+                "stored session does not load; moved to quarantine"
+            );
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+/// Whether `e` says stored bytes do not decode (not that the disk failed).
+pub(crate) fn undecodable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Store(crate::store::Error::Corrupt(_) | crate::store::Error::Document(_))
+    )
 }

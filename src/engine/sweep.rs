@@ -2,7 +2,7 @@
 //! passed into tombstones, and forget tombstones past the GC horizon.
 
 use super::shared::{ms, Shared};
-use super::slots::with_slot;
+use super::slots::{undecodable, with_slot};
 use super::view::SweepReport;
 use crate::clock::Millis;
 use crate::doc::Status;
@@ -18,26 +18,40 @@ pub(crate) fn sweep(shared: &Shared) -> Result<SweepReport, Error> {
     loop {
         let now = shared.now();
         let due = shared.store()?.due(now, SWEEP_BATCH)?;
+        let mut progress = false;
         for d in &due {
-            match d.kind {
-                DueKind::Expire => {
-                    if expire(shared, d.key, d.at, now)? {
-                        report.tombstoned += 1;
+            let done = match d.kind {
+                DueKind::Expire => expire(shared, d.key, d.at, now).map(|tombstoned| {
+                    report.tombstoned += usize::from(tombstoned);
+                }),
+                DueKind::Forget => with_slot(shared, d.key, |state| {
+                    shared.store()?.forget(*d)?;
+                    if matches!(state, SlotState::Tombstone { .. }) {
+                        *state = SlotState::Missing;
                     }
-                }
-                DueKind::Forget => {
-                    with_slot(shared, d.key, |state| {
-                        shared.store()?.forget(*d)?;
-                        if matches!(state, SlotState::Tombstone { .. }) {
-                            *state = SlotState::Missing;
-                        }
-                        Ok(())
-                    })?;
                     report.forgotten += 1;
+                    Ok(())
+                }),
+            };
+            // One entry that fails does not stop the sweep: report it and
+            // go on. A document that does not load was moved aside on the
+            // way (see `with_slot`); drop its entry too.
+            match done {
+                Ok(()) => progress = true,
+                Err(e) if undecodable(&e) => {
+                    shared.store()?.drop_due(*d)?;
+                    report.quarantined += 1;
+                    progress = true;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %d.key.short(), error = %e, "sweep skipped a session");
+                    report.failed += 1;
                 }
             }
         }
-        if due.len() < SWEEP_BATCH {
+        // A full batch of entries that all failed would come back first
+        // next time round: stop until the next sweep.
+        if due.len() < SWEEP_BATCH || !progress {
             return Ok(report);
         }
     }

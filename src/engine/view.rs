@@ -107,4 +107,10 @@ pub struct SweepReport {
     pub tombstoned: usize,
     /// Tombstones forgotten after the GC horizon.
     pub forgotten: usize,
+    /// Sessions whose stored bytes did not load, moved aside (see
+    /// [`Node::load`](crate::Node::load)); the sweep went on past them.
+    pub quarantined: usize,
+    /// Entries the sweep could not handle this time (a storage error); it
+    /// went on past them and tries again next time.
+    pub failed: usize,
 }

@@ -18,6 +18,9 @@ pub(crate) struct Deferred {
     pub(crate) chunks: Vec<Vec<u8>>,
     /// The document's heads once they are applied.
     pub(crate) heads: Vec<automerge::ChangeHash>,
+    /// The highest seq of each actor in the document and the chunks, while
+    /// there are chunks: a chunk that reuses one is not deferred.
+    pub(crate) seqs: std::collections::HashMap<automerge::ActorId, u64>,
 }
 
 /// What an in-memory slot knows about one document.

@@ -15,13 +15,15 @@ use crate::id::{DocKey, NodeId, ID_LEN};
 pub(super) const SNAP: &str = "snap";
 pub(super) const LOG: &str = "log";
 pub(super) const META: &str = "meta";
-const EXP: &str = "exp";
+pub(super) const EXP: &str = "exp";
 const TOMB: &str = "tomb";
 /// Snapshots and logs of every lineage but generation 0's.
 pub(super) const GSNAP: &str = "gsnap";
 pub(super) const GLOG: &str = "glog";
 /// Per session: its lineages other than the current one.
 pub(super) const LINEAGES: &str = "lineages";
+/// Sessions whose stored bytes did not load, moved aside whole.
+pub(super) const QUAR: &str = "quarantine";
 const NODE_ID: &[u8] = b"node_id";
 /// The file, in the data directory, that holds the node's libp2p identity.
 pub(crate) const IDENTITY_FILE: &str = "p2p-identity";
@@ -58,7 +60,7 @@ impl Db {
         // are small and the WAL makes memtables durable anyway, so memtables
         // stay small and share one budget.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cfs = [SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES]
+        let cfs = [SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES, QUAR]
             .into_iter()
             .map(|n| {
                 let mut cf = Options::default();
@@ -271,6 +273,10 @@ impl Storage for Db {
         Ok(())
     }
 
+    fn quarantine(&self, key: DocKey, due: Option<Due>, now: Millis) -> Result<usize, Error> {
+        self.quarantine_all(key, due, now)
+    }
+
     /// Drops a tombstone whose GC horizon has passed.
     fn forget(&self, due: Due) -> Result<(), Error> {
         let mut wb = WriteBatch::default();
@@ -364,7 +370,7 @@ fn fresh_or(old: Option<Record>, lineage: LineageId) -> Result<Record, Error> {
     }
 }
 
-fn exp_key(at: Millis, kind: DueKind, key: DocKey) -> [u8; 8 + 1 + ID_LEN] {
+pub(super) fn exp_key(at: Millis, kind: DueKind, key: DocKey) -> [u8; 8 + 1 + ID_LEN] {
     let mut k = [0u8; 8 + 1 + ID_LEN];
     k[..8].copy_from_slice(&at.to_be_bytes());
     k[8] = match kind {

@@ -175,6 +175,10 @@ impl Storage for Faulty {
         self.inner.load(key)
     }
 
+    fn quarantine(&self, key: DocKey, due: Option<Due>, now: Millis) -> Result<usize, Error> {
+        self.inner.quarantine(key, due, now)
+    }
+
     fn load_lineage(&self, key: DocKey, lineage: &Lineage) -> Result<Vec<u8>, Error> {
         self.inner.load_lineage(key, lineage)
     }

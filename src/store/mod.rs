@@ -13,6 +13,7 @@
 //! | `lineages` | doc key | the session's other lineages (kept generations, concurrent ones): id, canonical or not, record |
 //! | `exp` | time (u64 BE) ‖ kind (u8) ‖ doc key | empty: the expiry index the sweeper walks |
 //! | `tomb` | doc key | time the session was tombstoned |
+//! | `quarantine` | doc key ‖ time (u64 BE) ‖ family (u8) ‖ original key | what was stored for a session whose bytes stopped loading, moved aside |
 //! | `default` | `node_id` | this node's [`NodeId`](crate::NodeId) |
 //!
 //! A document is `snap ‖ log chunks in seq order`, which automerge loads as
@@ -43,6 +44,7 @@
 mod cache;
 mod db;
 mod db_chain;
+mod db_quarantine;
 mod error;
 #[cfg(any(test, feature = "testing"))]
 mod faults;

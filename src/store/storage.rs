@@ -123,6 +123,11 @@ pub(crate) trait Storage: Send + Sync + Debug {
         ended: bool,
     ) -> Result<(), Error>;
 
+    /// Moves everything stored for `key` aside (its bytes no longer load)
+    /// and drops its expiry index entries, `due` among them: the key then
+    /// reads as missing. Returns how many stored entries moved.
+    fn quarantine(&self, key: DocKey, due: Option<Due>, now: Millis) -> Result<usize, Error>;
+
     /// Drops a tombstone whose GC horizon has passed.
     fn forget(&self, due: Due) -> Result<(), Error>;
 
