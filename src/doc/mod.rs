@@ -63,10 +63,10 @@ pub use chain::{Chain, GenDoc, Part};
 pub use exchange::{change_header, hash_heads, ChangeHeader};
 #[cfg(not(feature = "testing"))]
 pub(crate) use exchange::{change_header, hash_heads, ChangeHeader};
-#[cfg(not(feature = "testing"))]
-pub(crate) use read::size_with;
 #[cfg(feature = "testing")]
-pub use read::{entry_size, size_with};
+pub use read::{entry_size, size_of_entries, size_with};
+#[cfg(not(feature = "testing"))]
+pub(crate) use read::{size_of_entries, size_with};
 #[cfg(feature = "testing")]
 pub use session_doc::{SessionDoc, Status};
 #[cfg(not(feature = "testing"))]

@@ -282,6 +282,13 @@ pub fn entry_size(name: &str, value: &serde_json::Value) -> usize {
     5 + name.len() + value
 }
 
+/// The size of `entries` as [`entry_size`] counts them.
+pub fn size_of_entries<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+) -> usize {
+    entries.into_iter().map(|(k, v)| entry_size(k, v)).sum()
+}
+
 /// The size of `entries` (as [`entry_size`] counts them) with `key` set to
 /// `value`: what a write of `key` would leave.
 pub fn size_with<'a>(

@@ -167,7 +167,7 @@ pub(crate) fn create(
     shared: &Shared,
     key: DocKey,
     ops: &[Op],
-    from: Option<&SessionDoc>,
+    from: Option<(&SessionDoc, usize)>,
 ) -> Result<(SessionView, Pushes), Error> {
     with_slot(shared, key, |state| {
         if !matches!(state, SlotState::Missing) {
@@ -181,7 +181,8 @@ pub(crate) fn create(
         let idle = ms(shared.config().max_idle());
         let node = shared.node_id();
         let mut doc = SessionDoc::new(shared.actor(), node, now, idle, absolute);
-        if let Some(old) = from {
+        let before = from.map_or(0, |(_, size)| size);
+        if let Some((old, _)) = from {
             doc.set_expiry(
                 old.expiry_mode(),
                 old.max_idle_ms(),
@@ -191,7 +192,7 @@ pub(crate) fn create(
         }
         apply_all(shared, &mut doc, ops)?;
         let summary = doc.summary()?;
-        shared.check_size(summary.state_size())?;
+        shared.check_size(before, summary.state_size())?;
         *state = SlotState::Doc {
             doc,
             record: None,
@@ -230,7 +231,7 @@ pub(crate) fn commit(
             return Ok((None, Vec::new()));
         }
         let after = summary.after(ops);
-        shared.check_size(after.size)?;
+        shared.check_size(summary.state_size(), after.size)?;
         if let Some(key) = after.overflow {
             return Err(crate::doc::Error::Overflow { key }.into());
         }
@@ -260,7 +261,8 @@ pub(crate) fn rotate(
         }
         // The new session is on disk before the old one dies: a crash in
         // between leaves both, never neither.
-        let (view, mut pushes) = create(shared, new, ops, Some(doc))?;
+        let size = summary.state_size();
+        let (view, mut pushes) = create(shared, new, ops, Some((doc, size)))?;
         let heads = doc.heads();
         doc.set_successor(new)?;
         pushes.extend(commit_slot(shared, old, state, &heads, now)?);

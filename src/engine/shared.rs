@@ -215,10 +215,14 @@ impl Shared {
         at.saturating_add(ms(self.config.tombstone_grace()))
     }
 
-    /// Refuses a write that would leave the session over its size limit.
-    pub(crate) fn check_size(&self, size: usize) -> Result<(), Error> {
+    /// Refuses a write that would leave the session over its size limit
+    /// and larger than it was (`before`). A session can be over the limit
+    /// through a merge (two nodes each wrote within it): writes that do not
+    /// grow it (removals, increments of existing counters, smaller values,
+    /// a rotation) still go through, so it can be brought back under.
+    pub(crate) fn check_size(&self, before: usize, size: usize) -> Result<(), Error> {
         let limit = self.config.max_session_bytes();
-        if size > limit {
+        if size > limit && size > before {
             return Err(Error::TooLarge { size, limit });
         }
         Ok(())

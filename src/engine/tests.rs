@@ -7,6 +7,7 @@ use super::replica_tests::{insert, live};
 use super::*;
 use crate::store::LineageId;
 const FIRST: LineageId = LineageId::FIRST;
+use crate::doc::Op;
 use crate::{Config, DocKey, ManualClock, SessionId};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -135,4 +136,59 @@ fn a_state_wider_than_a_token_is_merged_before_it_is_named() {
     assert_eq!(view.version.heads().len(), 1, "one head: the whole state");
     assert_eq!(pushes.len(), 1, "the merging change goes to the peers");
     engine.close(true).unwrap();
+}
+
+#[test]
+fn a_session_merged_past_its_size_limit_takes_writes_that_do_not_grow_it() {
+    let clock = ManualClock::new(1_000_000);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |dir: &std::path::Path| {
+        let config = super::replica_tests::config(dir, &clock).with_max_session_bytes(1_000);
+        Engine::open(config, None).unwrap()
+    };
+    let (a, b) = (open(da.path()), open(db.path()));
+    let key = SessionId::random().doc_key();
+    let (_, pushes) = a
+        .create(key, &[insert("small", "1"), insert("n", "1")])
+        .unwrap();
+    super::generation_tests::deliver(&b, &pushes);
+    // Each node writes 600 bytes, within the limit; merged, 1,200 are over.
+    let value = format!("\"{}\"", "x".repeat(600));
+    let (_, on_a) = a.commit(key, &[insert("left", &value)]).unwrap();
+    let (_, on_b) = b.commit(key, &[insert("right", &value)]).unwrap();
+    super::generation_tests::deliver(&a, &on_b);
+    super::generation_tests::deliver(&b, &on_a);
+    let size = |e: &Engine| live(e, key).unwrap().attributes.len();
+    assert_eq!((size(&a), size(&b)), (4, 4));
+    // Growing it further is refused.
+    let grow = a.commit(key, &[insert("more", "2")]);
+    assert!(
+        matches!(grow, Err(crate::Error::TooLarge { .. })),
+        "{grow:?}"
+    );
+    // Removing a key, incrementing a counter, a smaller value, a rotation:
+    // none grows it, each goes through though it stays over the limit.
+    a.commit(
+        key,
+        &[Op::Remove {
+            key: "small".into(),
+        }],
+    )
+    .unwrap();
+    let view = a
+        .commit(
+            key,
+            &[Op::Increment {
+                key: "n".into(),
+                by: 1,
+            }],
+        )
+        .unwrap()
+        .0
+        .unwrap();
+    assert_eq!(view.attributes["n"], 2);
+    a.commit(key, &[insert("left", "\"short\"")]).unwrap();
+    let rotated = SessionId::random().doc_key();
+    let view = a.rotate(key, rotated, &[]).unwrap().0.unwrap();
+    assert_eq!(view.attributes["right"].as_str().unwrap().len(), 600);
 }

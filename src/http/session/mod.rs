@@ -10,7 +10,7 @@ use serde_json::Value;
 mod commit;
 
 use super::Expiry;
-use crate::doc::{size_with, ExpiryMode, Op};
+use crate::doc::{size_of_entries, size_with, ExpiryMode, Op};
 use crate::{Error, Node, SessionId, SessionView, Version};
 
 /// Tries to draw an unused id before giving up (a collision of 128 random
@@ -220,7 +220,7 @@ impl Session {
         // Refused here, at the call site; the node checks again at commit,
         // against the latest document.
         let size = size_with(&st.view, key, &value);
-        if size > limit {
+        if size > limit && size > size_of_entries(&st.view) {
             return Err(Error::TooLarge { size, limit });
         }
         self.begin_write(&mut st);
