@@ -263,7 +263,7 @@ fn run<R>(
                     pushes.push(Push {
                         key,
                         lineage: id,
-                        chunk: c.raw_bytes().to_vec(),
+                        chunk: c.raw_bytes().into(),
                     });
                 }
             }

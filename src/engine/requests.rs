@@ -300,7 +300,7 @@ fn commit_slot(
     let mut pushes = vec![Push {
         key,
         lineage,
-        chunk,
+        chunk: chunk.into(),
     }];
     // The write is on disk; a switch that fails is tried again on the next
     // access (the mark stays), and the slot reads the disk again.

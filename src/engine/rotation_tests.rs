@@ -155,7 +155,10 @@ fn a_document_that_names_itself_as_successor_is_not_carried_into_itself() {
     let key = SessionId::random().doc_key();
     let (_, created) = a.create(key, &[insert("x", "1")]).unwrap();
     deliver(&b, &created);
-    let chunks: Vec<u8> = created.iter().flat_map(|p| p.chunk.clone()).collect();
+    let chunks: Vec<u8> = created
+        .iter()
+        .flat_map(|p| p.chunk.iter().copied())
+        .collect();
     let mut forged = crate::doc::SessionDoc::load(&chunks, automerge::ActorId::random()).unwrap();
     let heads = forged.heads();
     forged.set_successor(key).unwrap();

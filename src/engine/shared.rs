@@ -23,8 +23,8 @@ pub(crate) struct Push {
     pub(crate) key: DocKey,
     /// The lineage the change belongs to.
     pub(crate) lineage: LineageId,
-    /// Exactly one automerge change.
-    pub(crate) chunk: Vec<u8>,
+    /// Exactly one automerge change, shared by every peer's queue.
+    pub(crate) chunk: std::sync::Arc<[u8]>,
 }
 
 /// Changes persisted by an operation, to push to peers in order.

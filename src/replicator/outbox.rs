@@ -20,9 +20,12 @@ use crate::net::{Pushed, Request, Response};
 use crate::store::LineageId;
 use crate::tasks::Tasks;
 
-/// Chunks queued per peer at most; past this a chunk nobody waits for is
+/// Chunks queued per peer at most, and their bytes at most (a stalled peer
+/// holds no more than that of the node's memory; the chunks themselves are
+/// shared between peers' queues); past either a chunk nobody waits for is
 /// left to anti-entropy, and one somebody waits for is reported unacked.
 const MAX_QUEUED: usize = 4_096;
+const MAX_QUEUED_BYTES: usize = 64 << 20;
 /// Chunks per push at most.
 const MAX_BATCH: usize = 256;
 /// Bytes of chunks per push at most (the wire caps a message at 16 MiB; a
@@ -33,7 +36,7 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 struct Item {
     key: DocKey,
     lineage: LineageId,
-    chunk: Vec<u8>,
+    chunk: Arc<[u8]>,
     /// Told whether the peer persisted the chunk. A chunk with a waiter that
     /// arrives before its predecessor is repaired at once by a sync.
     done: Option<oneshot::Sender<bool>>,
@@ -42,6 +45,8 @@ struct Item {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
+    /// Bytes of the chunks in `items`.
+    bytes: usize,
     sending: bool,
 }
 
@@ -84,17 +89,20 @@ impl Outbox {
                     receivers.push(rx);
                     tx
                 });
-                if queue.items.len() >= MAX_QUEUED {
+                if queue.items.len() >= MAX_QUEUED
+                    || queue.bytes + push.chunk.len() > MAX_QUEUED_BYTES
+                {
                     tracing::debug!(%peer, "push queue full; anti-entropy will carry the change");
                     if let Some(tx) = done {
                         let _ = tx.send(false);
                     }
                     continue;
                 }
+                queue.bytes += push.chunk.len();
                 queue.items.push_back(Item {
                     key: push.key,
                     lineage: push.lineage,
-                    chunk: push.chunk.clone(),
+                    chunk: Arc::clone(&push.chunk),
                     done,
                 });
             }
@@ -128,6 +136,7 @@ impl Outbox {
             bytes += item.chunk.len();
             batch.extend(queue.items.pop_front());
         }
+        queue.bytes -= bytes;
         Some(batch)
     }
 }
@@ -142,7 +151,7 @@ async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
                 .iter()
                 .map(|i| Pushed {
                     key: ByteArray::new(*i.key.as_bytes()),
-                    changes: ByteBuf::from(i.chunk.clone()),
+                    changes: ByteBuf::from(i.chunk.to_vec()),
                     lineage: to_wire(i.lineage),
                 })
                 .collect(),
@@ -200,6 +209,65 @@ mod tests {
         }
     }
 
+    /// A peer that takes requests and never answers (stalled).
+    #[derive(Debug)]
+    struct Stalled;
+
+    impl Transport for Stalled {
+        fn request(&self, _: PeerId, _: Request) -> BoxFuture<'_, Result<Response, net::Error>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn peers(&self) -> BoxFuture<'_, Vec<PeerId>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_peers_queue_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(Config::new(dir.path()), None).unwrap();
+        let exchange = Arc::new(Exchange {
+            engine: engine.clone(),
+            transport: Arc::new(Stalled),
+            states: Arc::new(SyncStates::default()),
+        });
+        let tasks = Tasks::new();
+        let outbox = Arc::new(Outbox::default());
+        // 100 chunks of 1 MiB, one allocation shared by every item.
+        let chunk: Arc<[u8]> = vec![0u8; 1 << 20].into();
+        let pushes: Vec<Push> = (0..100)
+            .map(|_| Push {
+                key: SessionId::random().doc_key(),
+                lineage: LineageId::FIRST,
+                chunk: Arc::clone(&chunk),
+            })
+            .collect();
+        let peer = PeerId::random();
+        let mut receivers = outbox.send(&exchange, &tasks, peer, &pushes, true);
+        let queued = MAX_QUEUED_BYTES >> 20;
+        // Past the bound: reported unsent at once, left to anti-entropy.
+        for rx in receivers.split_off(queued) {
+            let persisted = tokio::time::timeout(std::time::Duration::from_secs(1), rx)
+                .await
+                .expect("answered at once");
+            assert!(!persisted.unwrap_or(false));
+        }
+        // Within it: on their way (the peer never answers).
+        for mut rx in receivers {
+            assert!(rx.try_recv().is_err());
+        }
+        // Once the first push left the queue, as much room is free again.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let more = outbox.send(&exchange, &tasks, peer, &pushes[..1], true);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for mut rx in more {
+            assert!(rx.try_recv().is_err(), "queued, not refused");
+        }
+        tasks.shutdown().await;
+        engine.close(true).unwrap();
+    }
+
     #[tokio::test]
     async fn chunks_queued_while_the_node_stops_are_reported_unsent_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -215,7 +283,7 @@ mod tests {
         let chunks = [Push {
             key: SessionId::random().doc_key(),
             lineage: LineageId::FIRST,
-            chunk: vec![1, 2, 3],
+            chunk: vec![1, 2, 3].into(),
         }];
         let receivers = outbox.send(&exchange, &tasks, PeerId::random(), &chunks, true);
         for rx in receivers {
