@@ -146,6 +146,11 @@ pub enum Response {
     Differ {
         /// The keys to sync.
         keys: Vec<ByteArray<16>>,
+        /// Set when the answer covers only `[from, until)` of the range
+        /// (the receiver holds more there than one answer may carry): the
+        /// sender asks again from `until`. Absent from older nodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<ByteArray<16>>,
     },
     /// The request could not be handled (malformed, busy, or a local
     /// failure on the receiver).

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | `Push { items }` | after local commits, to every connected peer: one push in flight per peer, carrying every change chunk committed meanwhile, in commit order | applies each change chunk to its replica, persists it | `Acks { acks }`, one `Ack { applied, missing_deps }` per item: `applied` only once the change is on its disk |
 //! | `Sync { items }` | catch-up: a push hit missing dependencies, a request carried an id this node lacks (fetch on miss), one item each; anti-entropy found differences, up to 64 items at a time | for each item, runs automerge's sync protocol with its state for (peer, document), persists what arrived | `Sync { items }`, one `SyncReply { msg, gone, ended, refused }` per item: the next sync message, or `gone` for a tombstoned session |
-//! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys }`: documents either side lacks or holds differently |
+//! | `Digest { from, to, entries }` | on every new connection and periodically | compares its own (document → heads hash) in `[from, to)` with `entries` | `Differ { keys, until }`: documents either side lacks or holds differently; with `until`, only those before it (the rest of the range is asked for again from there) |
 //!
 //! The initiator of a sync repeats `Sync` rounds, each carrying the
 //! documents still in progress, until neither side has anything to send (automerge's sync

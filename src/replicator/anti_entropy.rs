@@ -53,7 +53,7 @@ async fn round(exchange: &Exchange, peer: PeerId) -> Result<(), Error> {
             to: ByteBuf::from(to.clone()),
             entries,
         };
-        let Response::Differ { keys } = exchange.transport.request(peer, req).await? else {
+        let Response::Differ { keys, until } = exchange.transport.request(peer, req).await? else {
             return Err(net::Error::Request {
                 peer,
                 reason: "unexpected answer to digest".into(),
@@ -67,6 +67,12 @@ async fn round(exchange: &Exchange, peer: PeerId) -> Result<(), Error> {
         futures::stream::iter(keys.chunks(SYNC_BATCH))
             .for_each_concurrent(SYNC_CONCURRENCY, |batch| sync_batch(exchange, peer, batch))
             .await;
+        // The peer answered part of the range: the rest from where it
+        // stopped (a key past `from`, so every step moves on).
+        if let Some(until) = until.filter(|u| u.as_slice() > from.as_slice()) {
+            from = until.to_vec();
+            continue;
+        }
         if to.is_empty() {
             return Ok(());
         }
@@ -93,5 +99,67 @@ async fn sync_batch(exchange: &Exchange, peer: PeerId, batch: &[DocKey]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::Engine;
+    use crate::net::{BoxFuture, Handler, Transport};
+    use crate::replicator::inbound::Inbound;
+    use crate::{Config, SessionId};
+
+    /// Requests answered in-process by another node's handler, recording
+    /// the most keys any digest answer carried.
+    #[derive(Debug)]
+    struct Direct {
+        to: Arc<Inbound>,
+        me: PeerId,
+        most_keys: AtomicUsize,
+    }
+
+    impl Transport for Direct {
+        fn request(&self, _: PeerId, req: Request) -> BoxFuture<'_, Result<Response, net::Error>> {
+            let resp = self.to.on_request(self.me, req);
+            if let Response::Differ { keys, .. } = &resp {
+                self.most_keys.fetch_max(keys.len(), Ordering::Relaxed);
+            }
+            Box::pin(async move { Ok(resp) })
+        }
+
+        fn peers(&self) -> BoxFuture<'_, Vec<PeerId>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_holding_more_than_a_page_answers_in_pages_and_all_of_it_syncs() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let full = Engine::open(Config::new(da.path()), None).unwrap();
+        for _ in 0..25 {
+            full.create(SessionId::random().doc_key(), &[]).unwrap();
+        }
+        let mut answering = Inbound::new(full.clone());
+        answering.differ_page = 10;
+        let empty = Engine::open(Config::new(db.path()), None).unwrap();
+        let transport = Arc::new(Direct {
+            to: Arc::new(answering),
+            me: PeerId::random(),
+            most_keys: AtomicUsize::new(0),
+        });
+        let exchange = Exchange {
+            engine: empty.clone(),
+            transport: transport.clone(),
+            states: Arc::default(),
+        };
+        anti_entropy(&exchange, PeerId::random()).await;
+        assert_eq!(empty.session_count(), 25);
+        assert_eq!(transport.most_keys.load(Ordering::Relaxed), 10);
+        full.close(true).unwrap();
+        empty.close(true).unwrap();
     }
 }

@@ -23,7 +23,14 @@ pub(crate) struct Inbound {
     /// Counts the requests that may have brought changes (pushes, sync
     /// rounds): a request waiting for a change to arrive watches it.
     pub(super) arrivals: watch::Sender<u64>,
+    /// Own documents compared per digest answer at most.
+    pub(super) differ_page: usize,
 }
+
+/// Own documents a digest answer compares at most: its keys stay far
+/// under the wire's limit (about 18 bytes each) whatever the sender's
+/// range holds here.
+const DIFFER_PAGE: usize = 50_000;
 
 impl Inbound {
     /// Answers for `engine`, with sync states of its own.
@@ -32,6 +39,7 @@ impl Inbound {
             engine,
             states: Arc::default(),
             arrivals: watch::channel(0).0,
+            differ_page: DIFFER_PAGE,
         }
     }
 
@@ -99,10 +107,15 @@ impl Inbound {
         reply
     }
 
-    /// Keys in `[from, to)` that this node and the sender hold differently.
+    /// Keys in `[from, to)` that this node and the sender hold differently;
+    /// when this node holds more than a page there, only those before the
+    /// first key past the page, which the answer names.
     fn answer_digest(&self, from: &[u8], to: &[u8], entries: &[DigestEntry]) -> Response {
         let to = (!to.is_empty()).then_some(to);
-        let mine = match self.engine.digest(from, to, usize::MAX) {
+        let mut mine = match self
+            .engine
+            .digest(from, to, self.differ_page.saturating_add(1))
+        {
             Ok(m) => m,
             Err(e) => {
                 return Response::Refused {
@@ -110,8 +123,12 @@ impl Inbound {
                 }
             }
         };
+        let until = (mine.len() > self.differ_page)
+            .then(|| mine.pop().map(|(k, _)| *k.as_bytes()))
+            .flatten();
         let theirs: HashMap<[u8; 16], u64> = entries
             .iter()
+            .filter(|e| until.is_none_or(|u| e.key.into_array() < u))
             .map(|e| (e.key.into_array(), e.heads))
             .collect();
         let mut keys: Vec<ByteArray<16>> = Vec::new();
@@ -127,7 +144,10 @@ impl Inbound {
                 keys.push(ByteArray::new(*k));
             }
         }
-        Response::Differ { keys }
+        Response::Differ {
+            keys,
+            until: until.map(ByteArray::new),
+        }
     }
 }
 
