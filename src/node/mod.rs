@@ -17,6 +17,8 @@ mod shared;
 mod stats;
 
 #[cfg(test)]
+mod fetch_tests;
+#[cfg(test)]
 mod open_tests;
 #[cfg(test)]
 mod shutdown_tests;

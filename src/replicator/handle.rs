@@ -11,7 +11,7 @@ use super::anti_entropy::anti_entropy;
 use super::exchange::{Exchange, Outcome};
 use super::inbound::Inbound;
 use super::outbox::Outbox;
-use crate::engine::Pushes;
+use crate::engine::{Held, Pushes};
 use crate::id::DocKey;
 use crate::net::{self, Handler, PeerEvent, Replication, Request, Response, SyncPolicy, Transport};
 use crate::tasks::{blocking, Tasks};
@@ -19,8 +19,14 @@ use crate::token::TokenKey;
 use crate::Error;
 
 /// Fetches for unknown ids in flight at most: a flood of forged cookies
-/// cannot turn into a flood of peer requests.
+/// cannot turn into a flood of peer requests. A fetch waits up to its own
+/// timeout for a slot, so a real user's lookup is not skipped (which would
+/// give them a fresh id) because a flood holds the slots for a moment.
 const FETCH_SLOTS: usize = 64;
+/// How long an id no peer held is answered "unknown" without asking again.
+const UNKNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+/// Ids remembered that way at most (the oldest go first).
+const UNKNOWN_IDS: usize = 16_384;
 
 /// Replication for one node over one transport. Cheap to clone; every
 /// clone is the same replicator.
@@ -40,6 +46,9 @@ struct Shared {
     fetch_slots: Arc<Semaphore>,
     /// Makes and checks session tokens (derived from the cluster key).
     token: TokenKey,
+    /// Ids that no peer held, and when that was found (see
+    /// [`UNKNOWN_FOR`]).
+    unknown: std::sync::Mutex<lru::LruCache<DocKey, Instant>>,
 }
 
 impl Replicator {
@@ -65,6 +74,9 @@ impl Replicator {
                 config,
                 tasks: tasks.clone(),
                 fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
+                unknown: std::sync::Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(UNKNOWN_IDS).unwrap_or(std::num::NonZeroUsize::MIN),
+                )),
             }),
         };
         let periodic = repl.clone();
@@ -198,15 +210,37 @@ impl Replicator {
     }
 
     /// Asks every connected peer for `key`, waiting at most the fetch
-    /// timeout.
+    /// timeout for a free slot and as long again for the answers; an id no
+    /// peer held a moment ago is not asked for again yet.
     pub(crate) async fn fetch(&self, key: DocKey) {
         let shared = &self.shared;
-        let Ok(_permit) = Arc::clone(&shared.fetch_slots).try_acquire_owned() else {
+        let now = Instant::now();
+        if self
+            .unknown()
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < UNKNOWN_FOR)
+        {
+            return;
+        }
+        let wait = shared.config.fetch_timeout();
+        let slot = Arc::clone(&shared.fetch_slots).acquire_owned();
+        let Ok(Ok(_permit)) = tokio::time::timeout(wait, slot).await else {
             tracing::debug!(session = %key.short(), "too many fetches in flight; treating the id as unknown");
             return;
         };
         let deadline = Instant::now() + shared.config.fetch_timeout();
         self.pull(key, deadline, || false).await;
+        let engine = &shared.exchange.engine;
+        if matches!(blocking(false, || engine.lineages(key)), Ok(Held::Missing)) {
+            self.unknown().put(key, Instant::now());
+        }
+    }
+
+    fn unknown(&self) -> std::sync::MutexGuard<'_, lru::LruCache<DocKey, Instant>> {
+        self.shared
+            .unknown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// [`pull`](Self::pull) for a request catching up to its token, within
