@@ -448,7 +448,11 @@ async fn a_node_away_past_the_gc_horizon_cannot_bring_a_collected_session_back()
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     // B goes away; A ends the session, collects it, and forgets the tombstone.
     let id = end_while_partitioned(a, b).await;
+    // The tombstone outlives the GC horizon and the session's own absolute
+    // deadline (24 h by default), past which no copy can be live.
     clock.advance(std::time::Duration::from_secs(2 * 3_600));
+    assert_eq!(a.sweep().await.unwrap().forgotten, 0);
+    clock.advance(std::time::Duration::from_secs(23 * 3_600));
     assert_eq!(a.sweep().await.unwrap().forgotten, 1);
     // B comes back with its old copy; A never takes it.
     partition(&[a], &[b], false).await;
@@ -503,4 +507,36 @@ async fn a_write_the_rotating_node_missed_reaches_the_successor_once() {
         assert_eq!(x["n"], 6, "the late increment counted once");
         assert!(attrs(n, &old).await.is_none(), "the old id is dead");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_kept_alive_across_a_partition_is_served_where_it_expired() {
+    let clock = sessionmesh::ManualClock::new(1_000_000);
+    let c = pair(|config| config.with_clock(clock.clone())).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let id = SessionId::random();
+    a.create(&id, &[insert("user", "\"ada\"")]).await.unwrap();
+    eventually("replicated", || async { b.session_count() == 1 }).await;
+    partition(&[a], &[b], true).await;
+    eventually("partitioned", || async { a.peers().await.is_empty() }).await;
+    // The user goes on on B for 40 minutes; on A the session idles out
+    // (30 minutes) and is collected.
+    for i in 0..4 {
+        clock.advance(std::time::Duration::from_secs(600));
+        assert!(attrs(b, &id).await.is_some());
+        b.commit(&id, &[insert("step", &i.to_string())])
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.sweep().await.unwrap().tombstoned, 1);
+    assert_eq!(attrs(a, &id).await, None);
+    partition(&[a], &[b], false).await;
+    eventually("reconnected", || async { !a.peers().await.is_empty() }).await;
+    // A request on A finds the session alive on B and serves it.
+    eventually("served on A", || async {
+        attrs(a, &id)
+            .await
+            .is_some_and(|m| m.get("step") == Some(&3.into()))
+    })
+    .await;
 }

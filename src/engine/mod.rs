@@ -41,6 +41,8 @@ mod replica_tests;
 mod rotation_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tombstone_tests;
 
 pub(crate) use handle::Engine;
 pub(crate) use lineages::{Held, LineageInfo};

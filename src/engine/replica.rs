@@ -7,7 +7,7 @@ use automerge::sync;
 use super::deferred::defer;
 use super::generations::{accepts, advance, lowest_for, step};
 use super::requests::commit;
-use super::shared::{Pushes, Shared};
+use super::shared::{ms, Pushes, Shared};
 use super::slots::{with_slot, with_slot_deferred};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
@@ -50,9 +50,13 @@ fn absorb<R>(
     f: impl FnOnce(&mut SessionDoc) -> Result<(R, Option<Vec<u8>>), Error>,
 ) -> Result<Result<R, bool>, Error> {
     with_slot(shared, key, |state| {
+        // What the slot goes back to when nothing live arrives: nothing, or
+        // an expiry tombstone, which yields to a copy still live elsewhere
+        // (accessed there after it expired here). An end never yields.
+        let prior_tombstone = matches!(state, SlotState::Tombstone { ended: false });
         let was_missing = match state {
-            SlotState::Tombstone { ended } => return Ok(Err(*ended)),
-            SlotState::Missing => {
+            SlotState::Tombstone { ended: true } => return Ok(Err(true)),
+            SlotState::Missing | SlotState::Tombstone { ended: false } => {
                 let mut doc = SessionDoc::empty(shared.actor());
                 let mut summary = doc.summary()?;
                 summary.gen = target.gen;
@@ -94,21 +98,24 @@ fn absorb<R>(
             Ok(out) => out,
             Err(e) => {
                 if was_missing {
-                    *state = SlotState::Missing;
+                    *state = prior(prior_tombstone);
                 }
                 return Err(e);
             }
         };
         let changed = doc.heads() != heads;
         let now = shared.now();
-        let status = doc.status(now);
+        let mut status = doc.status(now);
+        if was_missing && status == Status::Live && forgettable(shared, doc, now) {
+            status = Status::Expired;
+        }
         if was_missing && status != Status::Live {
             // Hold a replica only of a live session: nothing usable arrived
             // yet, or the session is dead on arrival (expired, ended, or
             // collected here long ago and brought back by a node that was
             // away): it could never be served, so it is not kept, and a
             // dead one is answered like a tombstone (nothing was stored).
-            *state = SlotState::Missing;
+            *state = prior(prior_tombstone);
             if status != Status::Empty {
                 return Ok(Err(matches!(
                     status,
@@ -118,7 +125,7 @@ fn absorb<R>(
         } else if changed {
             let persisted = shared.persist(key, state, &heads, now, exact);
             if persisted.is_err() && was_missing {
-                *state = SlotState::Missing;
+                *state = prior(prior_tombstone);
             }
             persisted?;
             if was_missing {
@@ -175,6 +182,25 @@ fn carry_late(shared: &Shared, key: DocKey, state: &mut SlotState) {
             tracing::warn!(session = %key.short(), error = %e, "late changes not carried to the successor; will retry");
         }
     }
+}
+
+/// The state a slot returns to when what arrived is not kept.
+fn prior(expiry_tombstone: bool) -> SlotState {
+    if expiry_tombstone {
+        SlotState::Tombstone { ended: false }
+    } else {
+        SlotState::Missing
+    }
+}
+
+/// Whether a copy arriving for a key this node does not hold could be of a
+/// session that ended here and whose tombstone is forgotten: one with no
+/// absolute deadline (a tombstone outlives every copy of a session that
+/// has one, see the sweep) last used before the GC horizon. Such a copy is
+/// not taken in: a logout must not come back from a node that was away.
+fn forgettable(shared: &Shared, doc: &SessionDoc, now: Millis) -> bool {
+    let horizon = now.saturating_sub(ms(shared.config().gc_horizon()));
+    doc.absolute_expiry_ms() == 0 && doc.last_access().is_some_and(|at| at < horizon)
 }
 
 /// A peer's change chunk for lineage `lineage` of `key`.

@@ -32,7 +32,7 @@ pub(super) fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
 pub(super) fn live(engine: &Engine, key: DocKey) -> Option<SessionView> {
     match engine.load(key, None).unwrap().0 {
         Loaded::Live(view) | Loaded::Behind(view) => Some(view),
-        Loaded::Gone | Loaded::Missing => None,
+        Loaded::Gone | Loaded::Expired | Loaded::Missing => None,
     }
 }
 

@@ -24,8 +24,11 @@ pub(crate) enum Loaded {
     /// Live here, but older than the state the caller has seen: it lacks
     /// some of the changes of that version.
     Behind(SessionView),
-    /// Known here, but expired, invalidated, rotated or tombstoned.
+    /// Known here, but invalidated, rotated or tombstoned as such.
     Gone,
+    /// Expired as far as this node knows: a peer may hold later accesses
+    /// (the user went on there while this node was cut off).
+    Expired,
     /// Never heard of: peers may know it.
     Missing,
 }
@@ -41,8 +44,10 @@ pub(crate) fn load(
     // that records no access, when its heads show it holds what was seen.
     let now = shared.now();
     let kept = shared.cache().with_kept(key, |summary| {
-        if summary.status(now) != Status::Live {
-            return Some(Loaded::Gone);
+        match summary.status(now) {
+            Status::Live => {}
+            Status::Expired => return Some(Loaded::Expired),
+            _ => return Some(Loaded::Gone),
         }
         let fresh = seen.is_none_or(|v| v.within(summary.gen, &summary.heads));
         let narrow = summary.heads.len() <= Version::MAX_HEADS;
@@ -57,12 +62,15 @@ pub(crate) fn load(
         let SlotState::Doc { summary, .. } = state else {
             let found = match state {
                 SlotState::Missing => Loaded::Missing,
+                SlotState::Tombstone { ended: false } => Loaded::Expired,
                 _ => Loaded::Gone,
             };
             return Ok((found, Vec::new()));
         };
-        if summary.status(now) != Status::Live {
-            return Ok((Loaded::Gone, Vec::new()));
+        match summary.status(now) {
+            Status::Live => {}
+            Status::Expired => return Ok((Loaded::Expired, Vec::new())),
+            _ => return Ok((Loaded::Gone, Vec::new())),
         }
         let exact =
             seen.is_some_and(|v| v.gen() == summary.gen && v.heads() == summary.heads.as_slice());

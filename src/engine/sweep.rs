@@ -81,7 +81,14 @@ fn expire(shared: &Shared, key: DocKey, at: Millis, now: Millis) -> Result<bool,
             return Ok(false);
         }
         let ended = matches!(status, Status::Invalidated | Status::Rotated(_));
-        let forget_at = now.saturating_add(ms(shared.config().gc_horizon()));
+        // Kept past every copy's own deadline: a node that was away with a
+        // copy cannot bring the session back after the tombstone goes.
+        let forget_at = now.saturating_add(ms(shared.config().gc_horizon())).max(
+            match summary.absolute_expiry_ms {
+                0 => 0,
+                at => at.saturating_add(ms(shared.config().tombstone_grace())),
+            },
+        );
         shared
             .store()?
             .tombstone(key, Some(rec), now, forget_at, ended)?;

@@ -39,7 +39,13 @@ pub(super) async fn load_seen(
                 }
                 return Ok(Some(view));
             }
-            Loaded::Gone => return Ok(None),
+            // Expired here: a peer may hold later accesses; ask once.
+            Loaded::Expired if !pulled => {
+                pulled = true;
+                repl.fetch(key).await;
+                continue;
+            }
+            Loaded::Gone | Loaded::Expired => return Ok(None),
             Loaded::Missing if gone_elsewhere => return Ok(None),
             Loaded::Behind(view) => Some(view),
             Loaded::Missing => None,

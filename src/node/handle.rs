@@ -227,7 +227,7 @@ impl Node {
         self.push(pushes, false).await?;
         match (found, self.replicator()) {
             (Loaded::Live(view) | Loaded::Behind(view), _) => Ok(Some(view)),
-            (Loaded::Missing, Some(repl)) => {
+            (Loaded::Missing | Loaded::Expired, Some(repl)) => {
                 repl.fetch(key).await;
                 let (found, pushes) = self.run(|e| e.load(key, None))?;
                 self.push(pushes, false).await?;
@@ -236,7 +236,7 @@ impl Node {
                     _ => None,
                 })
             }
-            (Loaded::Gone | Loaded::Missing, _) => Ok(None),
+            (Loaded::Gone | Loaded::Missing | Loaded::Expired, _) => Ok(None),
         }
     }
 

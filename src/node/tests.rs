@@ -106,7 +106,7 @@ async fn absolute_expiry_ends_even_an_active_session() {
 }
 
 #[tokio::test]
-async fn tombstones_are_forgotten_after_the_gc_horizon() {
+async fn tombstones_are_forgotten_after_the_gc_horizon_and_the_sessions_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let node = Node::open(
@@ -122,7 +122,12 @@ async fn tombstones_are_forgotten_after_the_gc_horizon() {
     node.commit(&id, &[Op::Invalidate]).await.unwrap();
     assert_eq!(node.load(&id).await.unwrap(), None);
     assert_eq!(node.sweep().await.unwrap().tombstoned, 1);
+    // Past the horizon, but not past the session's own absolute deadline
+    // (24 h by default): a copy somewhere could still be live, so the
+    // tombstone stays.
     clock.advance(61 * MIN);
+    assert_eq!(node.sweep().await.unwrap().forgotten, 0);
+    clock.advance(24 * 60 * MIN);
     assert_eq!(node.sweep().await.unwrap().forgotten, 1);
     node.shutdown().await.unwrap();
 }

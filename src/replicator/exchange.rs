@@ -96,8 +96,12 @@ impl Exchange {
             let mut out = Vec::new();
             for (n, doc) in docs.iter_mut().enumerate() {
                 match engine.lineages(doc.key) {
-                    Ok(Held::Gone { ended }) => doc.outcome = Outcome::Gone { ended },
-                    Ok(Held::Missing) => out.push(Item {
+                    Ok(Held::Gone { ended: true }) => {
+                        doc.outcome = Outcome::Gone { ended: true };
+                    }
+                    // Expired here: a peer may hold it alive (accessed
+                    // after it expired here), and then this node takes it.
+                    Ok(Held::Missing | Held::Gone { ended: false }) => out.push(Item {
                         n,
                         lineage: None,
                         msg: Vec::new(),
@@ -212,7 +216,11 @@ impl Exchange {
             if reply.ended {
                 ended.push(doc.key);
             }
-            return;
+            // A peer that expired the session still takes a copy that is
+            // live here: go on while it answers.
+            if reply.ended || reply.msg.is_none() {
+                return;
+            }
         }
         if let Some(list) = &reply.lineages {
             let theirs = held_from_wire(list);

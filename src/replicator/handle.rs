@@ -211,7 +211,7 @@ impl Replicator {
 
     /// Asks every connected peer for `key`, waiting at most the fetch
     /// timeout for a free slot and as long again for the answers; an id no
-    /// peer held a moment ago is not asked for again yet.
+    /// peer held (live) a moment ago is not asked for again yet.
     pub(crate) async fn fetch(&self, key: DocKey) {
         let shared = &self.shared;
         let now = Instant::now();
@@ -231,7 +231,10 @@ impl Replicator {
         let deadline = Instant::now() + shared.config.fetch_timeout();
         self.pull(key, deadline, || false).await;
         let engine = &shared.exchange.engine;
-        if matches!(blocking(false, || engine.lineages(key)), Ok(Held::Missing)) {
+        if matches!(
+            blocking(false, || engine.lineages(key)),
+            Ok(Held::Missing | Held::Gone { .. })
+        ) {
             self.unknown().put(key, Instant::now());
         }
     }
