@@ -37,6 +37,7 @@ pub struct Config {
     sweep_interval: Duration,
     gc_horizon: Duration,
     tombstone_grace: Duration,
+    wal_salvage: bool,
     net: Option<crate::net::Config>,
     clock: Arc<dyn Clock>,
 }
@@ -77,6 +78,7 @@ impl Config {
             sweep_interval: Duration::from_secs(60),
             gc_horizon: Duration::from_secs(7 * 24 * 3600),
             tombstone_grace: Duration::from_secs(60),
+            wal_salvage: false,
             net: None,
             clock: Arc::new(SystemClock),
         }
@@ -208,6 +210,22 @@ impl Config {
     #[must_use]
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Opens a data directory whose write-ahead log is damaged before its
+    /// last record (a disk fault; a crash only tears the last one) at the
+    /// last consistent point, logging what was lost. Off by default: such
+    /// a node refuses to open ([`store::Error::WalCorrupt`](crate::store::Error::WalCorrupt)).
+    #[must_use]
+    pub fn with_wal_salvage(mut self, salvage: bool) -> Self {
+        self.wal_salvage = salvage;
+        self
+    }
+
+    /// Whether a damaged write-ahead log is salvaged.
+    #[must_use]
+    pub fn wal_salvage(&self) -> bool {
+        self.wal_salvage
     }
 
     /// The durability setting.
@@ -360,6 +378,7 @@ impl fmt::Debug for Config {
             .field("sweep_interval", &self.sweep_interval)
             .field("gc_horizon", &self.gc_horizon)
             .field("tombstone_grace", &self.tombstone_grace)
+            .field("wal_salvage", &self.wal_salvage)
             .field("net", &self.net)
             .field("clock", &self.clock)
             .finish()

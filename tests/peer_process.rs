@@ -155,3 +155,53 @@ async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
         .await;
     }
 }
+
+/// The write-ahead log file holding the most bytes in `dir`.
+fn largest_wal(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a write-ahead log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_write_ahead_log_is_reported_not_silently_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut peer = PeerProcess::start(dir.path()).await;
+    let http = Client::new();
+    for i in 0..20 {
+        let res = http
+            .put(format!("{}/session/k", peer.base))
+            .body(i.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+    peer.kill();
+    // One byte flipped in the middle of the log a crash left behind.
+    let wal = largest_wal(dir.path());
+    let mut bytes = std::fs::read(&wal).unwrap();
+    assert!(bytes.len() > 1_000, "{} bytes", bytes.len());
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&wal, &bytes).unwrap();
+
+    let refused = Node::open(Config::new(dir.path())).await;
+    let err = refused.expect_err("a damaged log is not opened silently");
+    assert!(
+        matches!(
+            err,
+            sessionmesh::Error::Store(sessionmesh::store::Error::WalCorrupt { .. })
+        ),
+        "{err}"
+    );
+    // Asked to, it opens at the last consistent point: some sessions lost.
+    let node = Node::open(Config::new(dir.path()).with_wal_salvage(true))
+        .await
+        .unwrap();
+    assert!(node.session_count() < 20, "{}", node.session_count());
+    node.shutdown().await.unwrap();
+}

@@ -113,7 +113,7 @@ impl Shared {
             .ok_or_else(|| Error::AlreadyOpen {
                 path: dir.to_path_buf(),
             })?;
-        let db = Db::open(Path::new(dir), config.durability())?;
+        let db = Db::open_with(Path::new(dir), config.durability(), config.wal_salvage())?;
         db.move_legacy_identity(&dir.join(IDENTITY_FILE))?;
         let node_id = db.node_id()?;
         let store: Box<dyn Storage> = match wrap {

@@ -1,9 +1,6 @@
 use std::path::Path;
 
-use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
-};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::files::write_private_file;
 use super::lineage::{after, log_key, Lineage, LineageId};
@@ -16,7 +13,7 @@ pub(super) const SNAP: &str = "snap";
 pub(super) const LOG: &str = "log";
 pub(super) const META: &str = "meta";
 pub(super) const EXP: &str = "exp";
-const TOMB: &str = "tomb";
+pub(super) const TOMB: &str = "tomb";
 /// Snapshots and logs of every lineage but generation 0's.
 pub(super) const GSNAP: &str = "gsnap";
 pub(super) const GLOG: &str = "glog";
@@ -29,16 +26,12 @@ const NODE_ID: &[u8] = b"node_id";
 pub(crate) const IDENTITY_FILE: &str = "p2p-identity";
 /// Where earlier versions kept the libp2p identity (now a file).
 const LEGACY_IDENTITY: &[u8] = b"p2p_keypair";
-/// All memtables together, across column families.
-const MEMTABLE_BUDGET: usize = 32 << 20;
-/// One column family's memtable.
-const MEMTABLE_PER_FAMILY: usize = 8 << 20;
 
 /// The RocksDB database and the layout of the module docs.
 pub(crate) struct Db {
     pub(super) db: DB,
     pub(super) write_opts: WriteOptions,
-    durability: Durability,
+    pub(super) durability: Durability,
 }
 
 impl std::fmt::Debug for Db {
@@ -51,33 +44,6 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        // RocksDB's defaults allow 64 MiB memtables per column family, twice
-        // over: up to 640 MiB for our five families before a flush. Sessions
-        // are small and the WAL makes memtables durable anyway, so memtables
-        // stay small and share one budget.
-        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cfs = [SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES, QUAR]
-            .into_iter()
-            .map(|n| {
-                let mut cf = Options::default();
-                cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
-                cf.set_max_write_buffer_number(2);
-                ColumnFamilyDescriptor::new(n, cf)
-            });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let mut write_opts = WriteOptions::default();
-        write_opts.set_sync(durability == Durability::Fsync);
-        Ok(Self {
-            db,
-            write_opts,
-            durability,
-        })
-    }
-
     pub(super) fn cf(&self, name: &str) -> Result<&ColumnFamily, Error> {
         self.db
             .cf_handle(name)

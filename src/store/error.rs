@@ -17,6 +17,20 @@ pub enum Error {
     #[cfg(any(test, feature = "testing"))]
     #[error("injected storage fault: {0}")]
     Injected(String),
+    /// The write-ahead log is damaged in the middle (not merely a torn last
+    /// record, which a crash can leave and which is tolerated): opening
+    /// would drop every write after the damage, acknowledged ones among
+    /// them. The node does not open;
+    /// [`Config::with_wal_salvage`](crate::Config::with_wal_salvage) opens
+    /// it at the last consistent point instead, and says what it dropped.
+    #[error(
+        "the write-ahead log is damaged ({detail}); opening would drop the writes after the damage. \
+         Config::with_wal_salvage(true) opens at the last consistent point (peers resend what they hold)"
+    )]
+    WalCorrupt {
+        /// What RocksDB reported.
+        detail: String,
+    },
     /// A stored document does not decode.
     #[error("stored document does not decode: {0}")]
     Document(#[from] crate::doc::Error),

@@ -44,6 +44,7 @@
 mod cache;
 mod db;
 mod db_chain;
+mod db_open;
 mod db_quarantine;
 mod error;
 #[cfg(any(test, feature = "testing"))]
