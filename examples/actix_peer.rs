@@ -21,13 +21,11 @@ mod support;
 use std::process::ExitCode;
 
 use actix_session::{Session, SessionMiddleware};
-use actix_web::cookie::Key;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use sessionmesh::adapters::actix::{self as mesh, MeshStore, TokenMiddleware};
 use sessionmesh::Node;
-use sha2::{Digest, Sha512};
 use support::Args;
 
 fn bad_request(msg: &str) -> HttpResponse {
@@ -101,17 +99,6 @@ async fn cluster(node: Data<Node>) -> HttpResponse {
     HttpResponse::Ok().json(demo::cluster_json(&node).await)
 }
 
-/// One cookie key for the whole cluster, derived from the cluster key; a
-/// node on its own draws one.
-fn cookie_key(args: &Args) -> Key {
-    match args.cluster_key() {
-        Some(k) => {
-            Key::from(&Sha512::digest([&b"sessionmesh actix cookies"[..], &k[..]].concat())[..])
-        }
-        None => Key::generate(),
-    }
-}
-
 fn main() -> ExitCode {
     support::init_tracing();
     match support::args() {
@@ -126,7 +113,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let node = rt.block_on(Node::open(args.config()))?;
     let listener = std::net::TcpListener::bind(args.http)?;
     rt.block_on(support::announce(&node, listener.local_addr()?));
-    let key = cookie_key(args);
+    // One cookie key for the whole cluster, kept across restarts.
+    let key = MeshStore::new(node.clone()).cookie_key()?;
     let app_node = node.clone();
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {

@@ -205,3 +205,33 @@ async fn a_damaged_write_ahead_log_is_reported_not_silently_truncated() {
     assert!(node.session_count() < 20, "{}", node.session_count());
     node.shutdown().await.unwrap();
 }
+
+/// The actix example on its own: its cookie key comes from the node, so a
+/// restart keeps every user logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actix_example_keeps_its_sessions_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = Client::new();
+    let cookie = {
+        let peer = PeerProcess::start_example("actix_peer", dir.path(), &[]).await;
+        let res = http
+            .put(format!("{}/session/user", peer.base))
+            .body("\"ada\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        cookie_of(&res).expect("a session cookie")
+    };
+    let peer = PeerProcess::start_example("actix_peer", dir.path(), &[]).await;
+    let body: serde_json::Value = http
+        .get(format!("{}/session", peer.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["user"], "ada", "{body}");
+}

@@ -4,15 +4,17 @@
 //!
 //! ```no_run
 //! use actix_session::SessionMiddleware;
-//! use actix_web::{cookie::Key, App};
+//! use actix_web::App;
 //! use sessionmesh::adapters::actix::MeshStore;
 //! use sessionmesh::{Config, Node};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let node = Node::open(Config::new("./data/actix")).await?;
 //! let store = MeshStore::new(node.clone());
+//! // Shared by the cluster, kept across restarts (not `Key::generate()`).
+//! let key = store.cookie_key()?;
 //! // Was: SessionMiddleware::new(RedisSessionStore::new(..).await?, key)
-//! let app = App::new().wrap(SessionMiddleware::new(store, Key::generate()));
+//! let app = App::new().wrap(SessionMiddleware::new(store, key));
 //! # let _ = app; Ok(()) }
 //! ```
 //!
@@ -54,6 +56,24 @@ impl MeshStore {
     #[must_use]
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// A key for [`SessionMiddleware`](actix_session::SessionMiddleware)'s
+    /// cookies that every node of the cluster shares and that outlives a
+    /// restart (from [`Node::cookie_secret`]); with `Key::generate()`
+    /// instead, every session is lost when the process restarts.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::cookie_secret`].
+    pub fn cookie_key(&self) -> Result<actix_web::cookie::Key, Error> {
+        use sha2::{Digest, Sha512};
+        let secret = self.node.cookie_secret()?;
+        let derived = Sha512::new()
+            .chain_update(b"sessionmesh actix cookies")
+            .chain_update(secret)
+            .finalize();
+        Ok(actix_web::cookie::Key::from(&derived[..]))
     }
 }
 

@@ -10,9 +10,11 @@
 //! | `shared.rs` | what a node is made of, and opening it |
 //! | `catch_up.rs` | serving a request at least the state its session token names |
 //! | `stats.rs` | [`Stats`]: the counts operators watch |
+//! | `secret.rs` | [`Node::cookie_secret`]: what applications key their cookies with |
 
 mod catch_up;
 mod handle;
+mod secret;
 mod shared;
 mod stats;
 
