@@ -12,7 +12,9 @@
 //! The cookie is encrypted by actix-session with a key derived from the
 //! cluster key, so every node of a cluster reads every node's cookies.
 //! `POST /session/{key}/incr` is a read-modify-write here (actix-session has
-//! no counters), so concurrent increments of one key do not add up.
+//! no counters). The store declares the key `n` a counter
+//! (`MeshStore::with_counters`), so concurrent increments of `n` add up on
+//! any nodes; those of other keys do not.
 
 #[allow(dead_code)]
 mod demo;
@@ -118,11 +120,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let app_node = node.clone();
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
-            let sessions =
-                SessionMiddleware::builder(MeshStore::new(app_node.clone()), key.clone())
-                    .cookie_name("id".to_owned())
-                    .cookie_secure(false)
-                    .build();
+            let sessions = SessionMiddleware::builder(
+                MeshStore::new(app_node.clone()).with_counters(["n"]),
+                key.clone(),
+            )
+            .cookie_name("id".to_owned())
+            .cookie_secure(false)
+            .build();
             App::new()
                 .app_data(Data::new(app_node.clone()))
                 .route("/healthz", web::get().to(|| async { "ok" }))

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! `POST /session/{key}/incr` is a read-modify-write here (tower-sessions has
-//! no counters), so concurrent increments of one key do not add up.
+//! no counters). The store declares the key `n` a counter
+//! (`MeshStore::with_counters`), so concurrent increments of `n` add up on
+//! any nodes; those of other keys do not.
 
 #[allow(dead_code)]
 mod demo;
@@ -46,7 +48,8 @@ impl IntoResponse for Failure {
 
 fn app(node: Node) -> Router {
     // The one line: `SessionManagerLayer::new(MemoryStore::default())` before.
-    let layer = SessionManagerLayer::new(MeshStore::new(node.clone())).with_secure(false);
+    let layer = SessionManagerLayer::new(MeshStore::new(node.clone()).with_counters(["n"]))
+        .with_secure(false);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/session", get(read_all))

@@ -217,6 +217,30 @@ async fn two_nodes(bin: &str) {
         })
         .await;
     }
+    // 30 concurrent increments of one counter through both nodes add up
+    // (the adapters' examples declare `n` a counter).
+    let mut tasks = Vec::new();
+    for k in 0..30 {
+        let (base, c) = (peers[k % 2].base.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = Client::new()
+                .post(format!("{base}/session/n/incr"))
+                .header(header::COOKIE, c)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for p in &peers {
+        eventually("30 concurrent increments on both nodes", || async {
+            p.all(Some(&c)).await["n"] == 30
+        })
+        .await;
+    }
 }
 
 /// Three peers of `bin` in a full mesh, replicating in `mode`.

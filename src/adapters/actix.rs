@@ -43,13 +43,29 @@ const CREATE_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct MeshStore {
     node: Node,
+    counters: diff::Counters,
 }
 
 impl MeshStore {
     /// A store over `node`.
     #[must_use]
     pub fn new(node: Node) -> Self {
-        Self { node }
+        Self {
+            node,
+            counters: diff::Counters::default(),
+        }
+    }
+
+    /// Declares `keys` as counters: a save in which one of them went from
+    /// the integer it held when the request loaded it (or from nothing) to
+    /// another integer is stored as an increment by the difference, so
+    /// read-modify-write increments (`n = n + 1`) made concurrently, on one
+    /// node or several, add up exactly as sessionmesh's own `increment`
+    /// does. Other keys keep last-writer-wins per key.
+    #[must_use]
+    pub fn with_counters(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.counters = std::sync::Arc::new(keys.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The node behind the store.
@@ -140,7 +156,7 @@ impl SessionStore for MeshStore {
             .collect();
         state.insert(
             BASE_KEY.to_owned(),
-            Value::Object(diff::stamp(&view.attributes)).to_string(),
+            Value::Object(diff::stamp(&view.attributes, &self.counters)).to_string(),
         );
         Ok(Some(state))
     }
@@ -181,7 +197,7 @@ impl SessionStore for MeshStore {
             )));
         };
         let data = parse(&session_state).map_err(UpdateError::Serialization)?;
-        let mut ops = diff::ops(&data);
+        let mut ops = diff::ops(&data, &self.counters);
         ops.push(expiry(ttl));
         match self.node.commit(&id, &ops).await {
             Ok(Some(view)) => {

@@ -20,9 +20,18 @@
 //! |---|---|---|---|
 //! | different keys, concurrent | merged | merged | merged |
 //! | same key, concurrent | one deterministic winner | one deterministic winner | one deterministic winner |
-//! | counters | `increment`: concurrent increments add up | read-modify-write: concurrent increments of one key do not add up | same as tower-sessions |
+//! | counters | `increment`: concurrent increments add up | keys declared with `MeshStore::with_counters`: a read-modify-write from integer a to b is saved as an increment of b − a, so concurrent increments add up; other keys: last writer wins | same as tower-sessions |
 //! | logout / id rotation | invalidation wins | `delete`/`cycle_id` invalidate the old id; wins | `purge`/`renew` likewise |
 //! | the marker | none | visible as one extra key in `Session` data | visible as one extra entry |
+//!
+//! The marker cannot be hidden: neither framework hands the store anything
+//! but the session's data between a load and the save that follows, and a
+//! base kept in the store by session id would be the wrong one for one of
+//! two concurrent requests. So a loaded session holds one key more than the
+//! application wrote, `__sessionmesh_base` ([`BASE_KEY`]):
+//! tower-sessions' `Session::is_empty()` is `false` for a loaded session
+//! and `Session::len`/key listings count it (test your own keys instead),
+//! and the application must never write or remove that key itself.
 
 #[cfg(feature = "actix")]
 pub mod actix;

@@ -47,13 +47,29 @@ const TWO_WEEKS_MS: u64 = 14 * 24 * 3_600_000;
 #[derive(Debug, Clone)]
 pub struct MeshStore {
     node: Node,
+    counters: diff::Counters,
 }
 
 impl MeshStore {
     /// A store over `node`.
     #[must_use]
     pub fn new(node: Node) -> Self {
-        Self { node }
+        Self {
+            node,
+            counters: diff::Counters::default(),
+        }
+    }
+
+    /// Declares `keys` as counters: a save in which one of them went from
+    /// the integer it held when the request loaded it (or from nothing) to
+    /// another integer is stored as an increment by the difference, so
+    /// read-modify-write increments (`n = n + 1`) made concurrently, on one
+    /// node or several, add up exactly as sessionmesh's own `increment`
+    /// does. Other keys keep last-writer-wins per key.
+    #[must_use]
+    pub fn with_counters(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.counters = std::sync::Arc::new(keys.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The node behind the store.
@@ -91,11 +107,11 @@ fn ms(t: OffsetDateTime) -> u64 {
 
 /// The writes a record implies (all of it for a new session, the changes
 /// since load otherwise), plus its expiry date.
-fn record_ops(record: &Record, new: bool) -> Vec<Op> {
+fn record_ops(record: &Record, new: bool, counters: &diff::Counters) -> Vec<Op> {
     let mut ops = if new {
         diff::full(&record.data)
     } else {
-        diff::ops(&record.data)
+        diff::ops(&record.data, counters)
     };
     let absolute_ms = ms(record.expiry_date);
     let loaded = record
@@ -113,13 +129,13 @@ fn record_ops(record: &Record, new: bool) -> Vec<Op> {
     ops
 }
 
-fn to_record(id: Id, view: SessionView, now_ms: u64) -> Record {
+fn to_record(id: Id, view: SessionView, now_ms: u64, counters: &diff::Counters) -> Record {
     let deadline = match (view.absolute_expiry_ms, view.max_idle_ms) {
         (0, 0) => now_ms.saturating_add(TWO_WEEKS_MS),
         (0, idle) => now_ms.saturating_add(idle),
         (absolute, _) => absolute,
     };
-    let mut stamp = diff::stamp(&view.attributes);
+    let mut stamp = diff::stamp(&view.attributes, counters);
     stamp.insert("exp".into(), view.absolute_expiry_ms.into());
     let mut data: std::collections::HashMap<String, serde_json::Value> =
         view.attributes.into_iter().collect();
@@ -138,7 +154,7 @@ impl SessionStore for MeshStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // `cycle_id` creates the new id from the old record, marker included:
         // everything is written, not just the changes.
-        let ops = record_ops(record, true);
+        let ops = record_ops(record, true, &self.counters);
         for attempt in 0..CREATE_ATTEMPTS {
             let id = sid(&record.id);
             match self.node.create(&id, &ops).await {
@@ -158,7 +174,7 @@ impl SessionStore for MeshStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let ops = record_ops(record, false);
+        let ops = record_ops(record, false, &self.counters);
         let id = sid(&record.id);
         match self.node.commit(&id, &ops).await {
             Ok(Some(view)) => {
@@ -189,7 +205,7 @@ impl SessionStore for MeshStore {
         if let Some(view) = &view {
             token::shown(&self.node, &id, view);
         }
-        Ok(view.map(|v| to_record(*session_id, v, self.node.now_ms())))
+        Ok(view.map(|v| to_record(*session_id, v, self.node.now_ms(), &self.counters)))
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
