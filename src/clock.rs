@@ -66,3 +66,50 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// A clock corrected toward the cluster's: the configured clock plus an
+/// offset the replicator moves when this node's clock disagrees with most
+/// of its peers' (see `replicator::clock_sync`). Every time a node writes
+/// into a session (creation, last access) comes from here.
+#[derive(Debug)]
+pub(crate) struct Corrected {
+    inner: Arc<dyn Clock>,
+    correction_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Corrected {
+    pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            correction_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// What is added to the configured clock, in ms.
+    pub(crate) fn correction_ms(&self) -> i64 {
+        self.correction_ms.load(Ordering::SeqCst)
+    }
+
+    /// Moves the correction by `by_ms`.
+    pub(crate) fn adjust(&self, by_ms: i64) {
+        self.correction_ms.fetch_add(by_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for Corrected {
+    fn now_ms(&self) -> Millis {
+        let raw = self.inner.now_ms();
+        let c = self.correction_ms();
+        if c >= 0 {
+            raw.saturating_add(c.unsigned_abs())
+        } else {
+            raw.saturating_sub(c.unsigned_abs())
+        }
+    }
+}
+
+impl Clock for Arc<Corrected> {
+    fn now_ms(&self) -> Millis {
+        self.as_ref().now_ms()
+    }
+}

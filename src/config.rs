@@ -331,6 +331,10 @@ impl Config {
         self.clock.as_ref()
     }
 
+    pub(crate) fn clock_arc(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// Refuses settings that cannot work, naming the setting and why.
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |field: &'static str, why: &'static str| {

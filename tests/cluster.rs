@@ -540,3 +540,43 @@ async fn a_session_kept_alive_across_a_partition_is_served_where_it_expired() {
     })
     .await;
 }
+
+/// Two nodes whose clocks are two hours apart: they measure it, move
+/// toward each other, and a session created on the slow one then lives on
+/// the other (before, it arrived there dead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_whose_clocks_disagree_agree_before_they_decide_expiry() {
+    const HOUR: u64 = 3_600_000;
+    let clocks = [
+        sessionmesh::ManualClock::new(100 * HOUR),
+        sessionmesh::ManualClock::new(98 * HOUR),
+    ];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = Vec::new();
+    for (dir, clock) in dirs.iter().zip(&clocks) {
+        let net = sessionmesh::net::Config::new(KEY)
+            .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .with_anti_entropy_interval(std::time::Duration::from_millis(100));
+        let config = sessionmesh::Config::new(dir.path())
+            .with_network(net)
+            .with_clock(clock.clone());
+        nodes.push(Node::open(config).await.unwrap());
+    }
+    let (fast, slow) = (&nodes[0], &nodes[1]);
+    mesh(&[fast, slow]).await;
+    eventually("the clocks agree", || async {
+        fast.now_ms().abs_diff(slow.now_ms()) < 2_000
+    })
+    .await;
+    let (offsets, correction) = slow.clock_offsets();
+    assert!(correction > 0, "the slow node moved forward: {correction}");
+    assert!(offsets.iter().all(|(_, o)| o.abs() < 2_000), "{offsets:?}");
+    let id = SessionId::random();
+    slow.create(&id, &[insert("user", "\"ada\"")])
+        .await
+        .unwrap();
+    eventually("served by the other node", || async {
+        attrs(fast, &id).await.is_some_and(|m| m["user"] == "ada")
+    })
+    .await;
+}

@@ -79,12 +79,13 @@ fn a_session_dead_on_arrival_is_not_kept() {
     let mut ended = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);
     ended.invalidate().unwrap();
     ended.commit();
-    push(&mut ended);
+    // Not kept, so not acknowledged: a sync write must not count it.
+    assert_eq!(push(&mut ended), Applied::No);
     // Last used long ago: expired (what a node away past the GC horizon holds).
     let mut stale = SessionDoc::new(ActorId::random(), remote, 1_000, 60_000, 0);
     stale.insert("k", &1).unwrap();
     stale.commit();
-    push(&mut stale);
+    assert_eq!(push(&mut stale), Applied::No);
     assert_eq!(engine.session_count(), 0);
     // A live one is kept.
     let mut live = SessionDoc::new(ActorId::random(), remote, clock.now_ms(), 60_000, 0);

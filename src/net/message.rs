@@ -151,6 +151,11 @@ pub enum Response {
         /// sender asks again from `until`. Absent from older nodes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<ByteArray<16>>,
+        /// The receiver's clock when it answered (ms since the epoch), for
+        /// the sender to measure the offset between their clocks. Absent
+        /// from older nodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
     },
     /// The request could not be handled (malformed, busy, or a local
     /// failure on the receiver).

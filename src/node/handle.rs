@@ -39,7 +39,7 @@ use crate::{Config, Error};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Node {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl Node {
@@ -157,7 +157,8 @@ impl Node {
         self.shared.replicator.get_or_init(|| {
             started = true;
             let inbound = Arc::new(Inbound::new(self.engine().clone()));
-            Replicator::start(inbound, transport, config, &self.shared.tasks)
+            let clock = Arc::clone(&self.shared.clock);
+            Replicator::start(inbound, transport, config, clock, &self.shared.tasks)
         });
         if started {
             Ok(())

@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::stats::Counters;
+use crate::clock::Corrected;
 use crate::engine::{Engine, Wrap};
 use crate::net::{self, Network};
 use crate::replicator::{Inbound, Replicator};
@@ -25,6 +26,8 @@ pub(super) struct Shared {
     pub(super) replicator: OnceLock<Replicator>,
     /// What [`Node::stats`](crate::Node::stats) reports.
     pub(super) counters: Counters,
+    /// The node's clock: the configured one, corrected toward the peers'.
+    pub(super) clock: Arc<Corrected>,
 }
 
 impl Drop for Shared {
@@ -41,6 +44,8 @@ impl Shared {
     /// Opens the data directory (through `wrap`, when given), starts the
     /// sweeper and, when configured, the network and the replicator.
     pub(super) async fn open(config: Config, wrap: Option<Wrap>) -> Result<Self, Error> {
+        let clock = Arc::new(Corrected::new(config.clock_arc()));
+        let config = config.with_clock(Arc::clone(&clock));
         let cfg = config.clone();
         // The store, and the network identity when there is a network: file
         // work, off the async threads. A failure drops what was opened.
@@ -83,7 +88,14 @@ impl Shared {
                 }
             };
             tracing::info!(peer_id = %net.local_peer_id(), "network up");
-            let repl = Replicator::start(inbound, Arc::new(net.clone()), net_cfg.clone(), &tasks);
+            let transport = Arc::new(net.clone());
+            let repl = Replicator::start(
+                inbound,
+                transport,
+                net_cfg.clone(),
+                Arc::clone(&clock),
+                &tasks,
+            );
             repl.watch_peers(net.local_peer_id(), events);
             let _ = replicator.set(repl);
             network = Some(net);
@@ -95,6 +107,7 @@ impl Shared {
             network,
             replicator,
             counters: Counters::default(),
+            clock,
         })
     }
 }

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 
+use super::clock_sync::ClockSync;
 use super::exchange::{Exchange, Outcome};
 use crate::id::DocKey;
 use crate::net::{self, DigestEntry, Request, Response};
@@ -21,14 +22,15 @@ const SYNC_BATCH: usize = 64;
 const SYNC_CONCURRENCY: usize = 8;
 
 /// One anti-entropy round with `peer`; a failure is logged (the next round
-/// retries).
-pub(crate) async fn anti_entropy(exchange: &Exchange, peer: PeerId) {
-    if let Err(e) = round(exchange, peer).await {
+/// retries). The peer's answers measure its clock against this node's
+/// (`clock`).
+pub(crate) async fn anti_entropy(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) {
+    if let Err(e) = round(exchange, clock, peer).await {
         tracing::debug!(%peer, error = %e, "anti-entropy round failed; will retry");
     }
 }
 
-async fn round(exchange: &Exchange, peer: PeerId) -> Result<(), Error> {
+async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> Result<(), Error> {
     let mut from: Vec<u8> = Vec::new();
     loop {
         let page = blocking(false, || {
@@ -53,13 +55,18 @@ async fn round(exchange: &Exchange, peer: PeerId) -> Result<(), Error> {
             to: ByteBuf::from(to.clone()),
             entries,
         };
-        let Response::Differ { keys, until } = exchange.transport.request(peer, req).await? else {
+        let sent = exchange.engine.now();
+        let answer = exchange.transport.request(peer, req).await?;
+        let Response::Differ { keys, until, now } = answer else {
             return Err(net::Error::Request {
                 peer,
                 reason: "unexpected answer to digest".into(),
             }
             .into());
         };
+        if let (Some(clock), Some(theirs)) = (clock, now) {
+            clock.observe(peer, theirs, sent, exchange.engine.now());
+        }
         let keys: Vec<DocKey> = keys
             .into_iter()
             .map(|k| DocKey::from_array(k.into_array()))
@@ -156,7 +163,7 @@ mod tests {
             transport: transport.clone(),
             states: Arc::default(),
         };
-        anti_entropy(&exchange, PeerId::random()).await;
+        anti_entropy(&exchange, None, PeerId::random()).await;
         assert_eq!(empty.session_count(), 25);
         assert_eq!(transport.most_keys.load(Ordering::Relaxed), 10);
         full.close(true).unwrap();

@@ -8,9 +8,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::anti_entropy::anti_entropy;
+use super::clock_sync::ClockSync;
 use super::exchange::{Exchange, Outcome};
 use super::inbound::Inbound;
 use super::outbox::Outbox;
+use crate::clock::Corrected;
 use crate::engine::{Held, Pushes};
 use crate::id::DocKey;
 use crate::net::{self, Handler, PeerEvent, Replication, Request, Response, SyncPolicy, Transport};
@@ -46,6 +48,8 @@ struct Shared {
     fetch_slots: Arc<Semaphore>,
     /// Makes and checks session tokens (derived from the cluster key).
     token: TokenKey,
+    /// What this node knows of its peers' clocks; moves its own.
+    clock: ClockSync,
     /// Ids that no peer held, and when that was found (see
     /// [`UNKNOWN_FOR`]).
     unknown: std::sync::Mutex<lru::LruCache<DocKey, Instant>>,
@@ -58,6 +62,7 @@ impl Replicator {
         inbound: Arc<Inbound>,
         transport: Arc<dyn Transport>,
         config: net::Config,
+        clock: Arc<Corrected>,
         tasks: &Tasks,
     ) -> Self {
         let exchange = Arc::new(Exchange {
@@ -74,6 +79,7 @@ impl Replicator {
                 config,
                 tasks: tasks.clone(),
                 fetch_slots: Arc::new(Semaphore::new(FETCH_SLOTS)),
+                clock: ClockSync::new(clock),
                 unknown: std::sync::Mutex::new(lru::LruCache::new(
                     std::num::NonZeroUsize::new(UNKNOWN_IDS).unwrap_or(std::num::NonZeroUsize::MIN),
                 )),
@@ -98,10 +104,10 @@ impl Replicator {
                     PeerEvent::Connected(peer) => {
                         repl.shared.exchange.states.forget_peer(peer);
                         if local < peer {
-                            let exchange = Arc::clone(&repl.shared.exchange);
-                            repl.shared
-                                .tasks
-                                .spawn(async move { anti_entropy(&exchange, peer).await });
+                            let shared = Arc::clone(&repl.shared);
+                            repl.shared.tasks.spawn(async move {
+                                anti_entropy(&shared.exchange, Some(&shared.clock), peer).await;
+                            });
                         }
                     }
                     PeerEvent::Disconnected(peer) => repl.shared.exchange.states.forget_peer(peer),
@@ -129,6 +135,15 @@ impl Replicator {
     /// Answers a peer's request (blocks on storage).
     pub(crate) fn handle(&self, peer: PeerId, req: Request) -> Response {
         self.shared.inbound.on_request(peer, req)
+    }
+
+    /// Each peer's clock minus this node's (ms), as last measured, and
+    /// what this node adds to its configured clock to agree with them.
+    pub(crate) fn clock_offsets(&self) -> (Vec<(PeerId, i64)>, i64) {
+        (
+            self.shared.clock.offsets(),
+            self.shared.clock.correction_ms(),
+        )
     }
 
     /// The peers that can be reached now.
@@ -293,7 +308,7 @@ impl Replicator {
     /// One anti-entropy round with every connected peer, one after another.
     pub(crate) async fn anti_entropy(&self) {
         for peer in self.peers().await {
-            anti_entropy(&self.shared.exchange, peer).await;
+            anti_entropy(&self.shared.exchange, Some(&self.shared.clock), peer).await;
         }
     }
 }

@@ -147,6 +147,7 @@ impl Inbound {
         Response::Differ {
             keys,
             until: until.map(ByteArray::new),
+            now: Some(self.engine.now()),
         }
     }
 }

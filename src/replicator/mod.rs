@@ -17,6 +17,7 @@
 //! owner, so the node's shutdown stops and awaits them all.
 
 mod anti_entropy;
+mod clock_sync;
 mod exchange;
 mod handle;
 mod inbound;

@@ -1,0 +1,148 @@
+//! Clock agreement between peers. Expiry is decided from times the nodes
+//! write into sessions, so a node whose clock is off by hours would create
+//! sessions the others find dead on arrival (slow) or keep sessions alive
+//! for everyone (fast). Each anti-entropy answer carries the answering
+//! node's time; the asking node measures the offset (against the middle of
+//! the round trip), warns when a peer is off by more than
+//! [`TOLERANCE_MS`], and moves its own clock toward the median of its
+//! peers' (itself counted at 0), half the way at a time: a lone skewed
+//! node joins the majority within a few rounds, a majority never follows a
+//! lone node, and two nodes meet in the middle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use libp2p::PeerId;
+use tokio::time::Instant;
+
+use crate::clock::Corrected;
+
+/// Offsets beyond this are reported (and corrected).
+pub(crate) const TOLERANCE_MS: i64 = 5_000;
+/// A median offset under this is noise (latency, NTP's own steps): left.
+const DEADBAND_MS: i64 = 1_000;
+/// Measurements older than this no longer count (the peer is gone).
+const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What this node knows of its peers' clocks.
+#[derive(Debug)]
+pub(crate) struct ClockSync {
+    clock: Arc<Corrected>,
+    /// Per peer: its clock minus this node's (ms), when measured, and
+    /// whether it was reported as off.
+    offsets: Mutex<HashMap<PeerId, (i64, Instant, bool)>>,
+}
+
+impl ClockSync {
+    pub(crate) fn new(clock: Arc<Corrected>) -> Self {
+        Self {
+            clock,
+            offsets: Mutex::default(),
+        }
+    }
+
+    /// Records that `peer`'s clock read `theirs` between `sent` and
+    /// `received` by this node's clock, and corrects this node's clock
+    /// when most of its peers agree it is off.
+    pub(crate) fn observe(&self, peer: PeerId, theirs: u64, sent: u64, received: u64) {
+        let middle = sent / 2 + received / 2;
+        let offset = i64::try_from(theirs)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(middle).unwrap_or(i64::MAX));
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        offsets.retain(|_, (_, at, _)| now.duration_since(*at) < FORGET_AFTER);
+        let reported = offsets.get(&peer).is_some_and(|o| o.2);
+        let off = offset.abs() > TOLERANCE_MS;
+        if off && !reported {
+            tracing::warn!(%peer, offset_ms = offset, "a peer's clock is off by more than the tolerance; expiry assumes synchronised clocks (run NTP)");
+        }
+        offsets.insert(peer, (offset, now, off));
+        let mut all: Vec<i64> = offsets.values().map(|o| o.0).collect();
+        all.push(0);
+        let step = median(&mut all) / 2;
+        if step.abs() > DEADBAND_MS / 2 {
+            tracing::warn!(by_ms = step, "moving this node's clock toward its peers'");
+            self.clock.adjust(step);
+            // What was measured is relative to the clock before the step.
+            for o in offsets.values_mut() {
+                o.0 = o.0.saturating_sub(step);
+            }
+        }
+    }
+
+    /// Each peer's clock minus this node's, in ms, as last measured.
+    pub(crate) fn offsets(&self) -> Vec<(PeerId, i64)> {
+        let offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        offsets.iter().map(|(p, o)| (*p, o.0)).collect()
+    }
+
+    /// What this node adds to its configured clock, in ms.
+    pub(crate) fn correction_ms(&self) -> i64 {
+        self.clock.correction_ms()
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [i64]) -> i64 {
+    values.sort_unstable();
+    let n = values.len();
+    if n == 0 {
+        return 0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        values[n / 2 - 1] / 2 + values[n / 2] / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+
+    const HOUR: u64 = 3_600_000;
+
+    fn sync_at(ms: u64) -> (ClockSync, Arc<Corrected>) {
+        let clock = Arc::new(Corrected::new(Arc::new(ManualClock::new(ms))));
+        (ClockSync::new(Arc::clone(&clock)), clock)
+    }
+
+    #[test]
+    fn a_lone_slow_node_joins_its_peers_and_they_do_not_follow_it() {
+        let real = 100 * HOUR;
+        let (slow, slow_clock) = sync_at(real - 2 * HOUR);
+        let (good, good_clock) = sync_at(real);
+        let (p1, p2) = (PeerId::random(), PeerId::random());
+        for _ in 0..20 {
+            // The slow node hears from two good peers.
+            let t = slow_clock.now_ms();
+            slow.observe(p1, real, t, t);
+            slow.observe(p2, real, t, t);
+            // A good node hears from the other good one and the slow one.
+            let t = good_clock.now_ms();
+            good.observe(p1, real, t, t);
+            good.observe(p2, slow_clock.now_ms(), t, t);
+        }
+        assert!(slow_clock.now_ms().abs_diff(real) < 2_000, "joined");
+        assert_eq!(good_clock.now_ms(), real, "the majority did not move");
+    }
+
+    #[test]
+    fn noise_within_the_deadband_moves_nothing() {
+        let (sync, clock) = sync_at(HOUR);
+        for _ in 0..10 {
+            let t = clock.now_ms();
+            sync.observe(PeerId::random(), t + 400, t, t);
+        }
+        assert_eq!(sync.correction_ms(), 0);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut [3, 1, 2]), 2);
+        assert_eq!(median(&mut [0, 10]), 5);
+        assert_eq!(median(&mut []), 0);
+    }
+}
