@@ -62,6 +62,20 @@ impl Summary {
         }
     }
 
+    /// Takes a last access later than `limit` as `limit`: a time written by
+    /// a node whose clock runs ahead neither extends the session past what
+    /// this node's clock allows (plus the tolerance in `limit`).
+    pub fn clamp_future(&mut self, limit: Millis) {
+        if self.last_access.is_some_and(|l| l > limit) {
+            self.last_access = Some(limit);
+            self.deadline = Some(deadline_of(
+                limit,
+                self.max_idle_ms,
+                self.absolute_expiry_ms,
+            ));
+        }
+    }
+
     /// Bytes the attributes take, as the size limit counts them
     /// ([`entry_size`]).
     #[must_use]

@@ -69,6 +69,7 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
         .collect::<Option<Vec<_>>>()
         .map(|keys| keys.concat());
     summary.update(doc, written.as_deref())?;
+    shared.clamp(summary);
     let SlotState::Doc {
         record: Some(rec),
         summary,

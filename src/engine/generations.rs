@@ -292,6 +292,7 @@ fn run<R>(
     }
     let mut summary = doc.summary()?;
     summary.gen = gen;
+    shared.clamp(&mut summary);
     let deadline = shared.index_time(&summary, shared.now());
     let bytes = doc.save();
     let write = ChainWrite {

@@ -165,6 +165,7 @@ pub(crate) fn adopt(shared: &Shared, key: DocKey, target: LineageId) -> Result<b
             SessionDoc::load(&bytes, shared.actor()).map_err(crate::store::Error::from)?;
         let mut summary = doc.summary()?;
         summary.gen = target.gen;
+        shared.clamp(&mut summary);
         let saved = doc.save();
         let write = ChainWrite {
             current: target,

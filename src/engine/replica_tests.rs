@@ -229,3 +229,30 @@ fn a_decompression_bomb_is_refused_and_the_node_keeps_serving() {
     assert_eq!(view.attributes["mine"], 3);
     engine.close(true).unwrap();
 }
+
+#[test]
+fn a_last_access_from_a_clock_running_ahead_does_not_keep_a_session_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let engine = open(dir.path(), &clock);
+    // Created and touched by a node whose clock is two hours ahead.
+    let ahead = clock.now_ms() + 2 * 3_600_000;
+    let mut doc = SessionDoc::new(ActorId::random(), NodeId::random(), ahead, 30 * 60_000, 0);
+    doc.insert("k", &1).unwrap();
+    doc.commit();
+    let key = SessionId::random().doc_key();
+    assert_eq!(
+        engine.apply_push(key, FIRST, &doc.save_after(&[])),
+        Applied::Yes
+    );
+    assert!(live(&engine, key).is_some());
+    // Its time counts as this node's now (plus a few seconds): unused for
+    // the idle timeout, it expires, though the writer's clock says it was
+    // used two hours from now.
+    clock.advance(31 * MIN);
+    assert!(
+        live(&engine, key).is_none(),
+        "kept alive by a clock running ahead"
+    );
+    engine.close(true).unwrap();
+}

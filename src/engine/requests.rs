@@ -199,7 +199,8 @@ pub(crate) fn create(
             doc.copy_attributes_from(old)?;
         }
         apply_all(shared, &mut doc, ops)?;
-        let summary = doc.summary()?;
+        let mut summary = doc.summary()?;
+        shared.clamp(&mut summary);
         shared.check_size(before, summary.state_size())?;
         *state = SlotState::Doc {
             doc,

@@ -94,6 +94,9 @@ pub(crate) struct Shared {
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
 const DOC_OVERHEAD: usize = 24 << 10;
+/// How far ahead of this node's clock another node's times may be before
+/// they are taken as this node's now plus this (see [`Shared::clamp`]).
+const CLOCK_TOLERANCE_MS: Millis = 5_000;
 /// Memory per byte of a document's compressed size.
 const DOC_BYTES_FACTOR: usize = 8;
 
@@ -215,6 +218,13 @@ impl Shared {
         at.saturating_add(ms(self.config.tombstone_grace()))
     }
 
+    /// Bounds `summary`'s last access by this node's clock plus the clock
+    /// tolerance (see [`Summary::clamp_future`]): every summary the engine
+    /// keeps goes through here once read or updated.
+    pub(crate) fn clamp(&self, summary: &mut Summary) {
+        summary.clamp_future(self.now().saturating_add(CLOCK_TOLERANCE_MS));
+    }
+
     /// Refuses a write that would leave the session over its size limit
     /// and larger than it was (`before`). A session can be over the limit
     /// through a merge (two nodes each wrote within it): writes that do not
@@ -242,6 +252,7 @@ impl Shared {
                     SessionDoc::load(&bytes, self.actor()).map_err(crate::store::Error::from)?;
                 let mut summary = doc.summary().map_err(crate::store::Error::from)?;
                 summary.gen = record.lineage.gen;
+                self.clamp(&mut summary);
                 SlotState::Doc {
                     doc,
                     record: Some(record),
@@ -306,6 +317,7 @@ impl Shared {
             .update(doc, written.as_deref())
             .map_err(Error::from)
             .and_then(|()| {
+                self.clamp(summary);
                 let chunk = match exact {
                     Some(chunk) => chunk,
                     None => doc.save_after(heads),
