@@ -380,3 +380,73 @@ async fn clear_and_set_expiry_through_the_session_api() {
     );
     assert_eq!(node.session_count(), 1, "clear keeps the session");
 }
+
+/// A peer that holds nothing, counting the sync requests it gets.
+#[derive(Debug, Default)]
+struct EmptyPeer {
+    peer: Option<sessionmesh::net::PeerId>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl sessionmesh::net::Transport for EmptyPeer {
+    fn request(
+        &self,
+        peer: sessionmesh::net::PeerId,
+        req: sessionmesh::net::Request,
+    ) -> sessionmesh::net::BoxFuture<'_, Result<sessionmesh::net::Response, sessionmesh::net::Error>>
+    {
+        if matches!(req, sessionmesh::net::Request::Sync { .. }) {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Box::pin(async move {
+            Err(sessionmesh::net::Error::Request {
+                peer,
+                reason: "holds nothing".into(),
+            })
+        })
+    }
+
+    fn peers(&self) -> sessionmesh::net::BoxFuture<'_, Vec<sessionmesh::net::PeerId>> {
+        Box::pin(async move { self.peer.into_iter().collect() })
+    }
+}
+
+#[tokio::test]
+async fn a_client_sending_made_up_ids_is_limited_in_the_lookups_it_causes() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::node(dir.path()).await;
+    let peer = std::sync::Arc::new(EmptyPeer {
+        peer: Some(sessionmesh::net::PeerId::random()),
+        ..EmptyPeer::default()
+    });
+    node.attach_transport(peer.clone(), sessionmesh::net::Config::new([1; 32]))
+        .unwrap();
+    let app = demo::app(node.clone());
+    let from = |client: [u8; 4]| {
+        let id = SessionId::random();
+        let mut req = axum::http::Request::builder()
+            .uri("/session")
+            .header(axum::http::header::COOKIE, format!("id={id}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let addr = std::net::SocketAddr::from((client, 40_000));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    let asked = || peer.asked.load(std::sync::atomic::Ordering::SeqCst);
+    // One client, 60 made-up ids in a burst: 20 lookups (the default 10 a
+    // second, twice that at once), the rest answered as unknown at once.
+    for _ in 0..60 {
+        let res = app.clone().oneshot(from([10, 0, 0, 1])).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let flood = asked();
+    assert!((20..=21).contains(&flood), "{flood} lookups");
+    // Another client is not held back by the first.
+    let res = app.clone().oneshot(from([10, 0, 0, 2])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(asked(), flood + 1);
+    node.shutdown().await.unwrap();
+}

@@ -44,6 +44,8 @@ pub struct CookieConfig {
     pub(crate) domain: Option<String>,
     pub(crate) expiry: Option<Expiry>,
     pub(crate) key: Option<Key>,
+    /// Lookups at the peers per client (see `http/limit.rs`).
+    pub(crate) fetch_limit: std::sync::Arc<super::limit::FetchLimiter>,
 }
 
 impl Default for CookieConfig {
@@ -58,6 +60,7 @@ impl Default for CookieConfig {
             domain: None,
             expiry: None,
             key: None,
+            fetch_limit: std::sync::Arc::new(super::limit::FetchLimiter::new(10)),
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Debug for CookieConfig {
             .field("domain", &self.domain)
             .field("expiry", &self.expiry)
             .field("signed", &self.key.is_some())
+            .field("fetch_limit", &self.fetch_limit)
             .finish()
     }
 }

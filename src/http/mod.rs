@@ -37,6 +37,7 @@
 //! told a write happened that did not.
 
 mod config;
+mod limit;
 mod service;
 mod session;
 

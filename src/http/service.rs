@@ -119,6 +119,18 @@ impl SessionLayer {
         self.edit(|c| c.token_name = Some(name))
     }
 
+    /// How many times a second one client may make this node ask its peers
+    /// for a session id it does not hold (twice that at once); past it the
+    /// id is answered as unknown. Default 10. Clients are told apart by
+    /// their address, when the server provides it (axum's
+    /// `into_make_service_with_connect_info`); behind a balancer that hides
+    /// it, signed cookies ([`with_signed`](Self::with_signed)) are what
+    /// keeps made-up ids from costing lookups.
+    #[must_use]
+    pub fn with_fetch_limit(self, per_second: u32) -> Self {
+        self.edit(|c| c.fetch_limit = Arc::new(super::limit::FetchLimiter::new(per_second)))
+    }
+
     /// Signs the cookie with `key`: a tampered or foreign cookie reads as no
     /// session.
     #[must_use]
@@ -185,7 +197,13 @@ where
             let seen = id
                 .zip(token.as_deref())
                 .and_then(|(id, t)| node.read_token(&id, t));
-            let session = Session::new(node, id, seen, config.expiry);
+            // The client, when the server says (axum's `ConnectInfo`): its
+            // lookups of ids this node lacks are limited.
+            let gate = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| (Arc::clone(&config.fetch_limit), c.0.ip()));
+            let session = Session::new(node, id, seen, config.expiry, gate);
             req.extensions_mut().insert(session.clone());
             let mut response = inner.call(req).await?;
             match session.finish(&cookies, &config, token.is_some()).await {

@@ -223,12 +223,22 @@ impl Node {
     /// [`Error::Store`] when the document cannot be read or the touch cannot
     /// be persisted; [`Error::Shutdown`].
     pub async fn load(&self, id: &SessionId) -> Result<Option<SessionView>, Error> {
+        self.load_gated(id, &|| true).await
+    }
+
+    /// [`load`](Self::load), asking the peers for an id this node lacks
+    /// only when `may_fetch()` says so (the HTTP layer's per-client limit).
+    pub(crate) async fn load_gated(
+        &self,
+        id: &SessionId,
+        may_fetch: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Option<SessionView>, Error> {
         let key = id.doc_key();
         let (found, pushes) = self.run(|e| e.load(key, None))?;
         self.push(pushes, false).await?;
         match (found, self.replicator()) {
             (Loaded::Live(view) | Loaded::Behind(view), _) => Ok(Some(view)),
-            (Loaded::Missing | Loaded::Expired, Some(repl)) => {
+            (Loaded::Missing | Loaded::Expired, Some(repl)) if may_fetch() => {
                 repl.fetch(key).await;
                 let (found, pushes) = self.run(|e| e.load(key, None))?;
                 self.push(pushes, false).await?;

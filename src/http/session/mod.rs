@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod commit;
 
+use super::limit::FetchLimiter;
 use super::Expiry;
 use crate::doc::{size_of_entries, size_with, ExpiryMode, Op};
 use crate::{Error, Node, SessionId, SessionView, Version};
@@ -53,6 +54,8 @@ struct Inner {
     /// What the request's session token says the client has seen.
     seen: Option<Version>,
     expiry: Option<Expiry>,
+    /// The per-client limit on lookups at the peers, and the client.
+    gate: Option<(Arc<FetchLimiter>, std::net::IpAddr)>,
     // std Mutex: never held across an `.await` (loading copies out first).
     state: Mutex<State>,
 }
@@ -110,6 +113,7 @@ impl Session {
         cookie_id: Option<SessionId>,
         seen: Option<Version>,
         expiry: Option<Expiry>,
+        gate: Option<(Arc<FetchLimiter>, std::net::IpAddr)>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -117,6 +121,7 @@ impl Session {
                 cookie_id,
                 seen,
                 expiry,
+                gate,
                 state: Mutex::new(State::default()),
             }),
         }
@@ -149,22 +154,26 @@ impl Session {
             }
         }
         let loaded = match self.inner.cookie_id {
-            Some(id) => match self
-                .inner
-                .node
-                .load_seen(&id, self.inner.seen.as_ref())
-                .await
-            {
-                Ok(view) => view.map(|v| (id, v)),
-                Err(e) => {
-                    // Remembered, so the response is a 503 whatever the
-                    // handler makes of the error.
-                    if let Some(why) = Unavailable::of(&e) {
-                        self.state().unavailable = Some(why);
+            Some(id) => {
+                let node = &self.inner.node;
+                let found = match (&self.inner.seen, &self.inner.gate) {
+                    (None, Some((limit, client))) => {
+                        node.load_gated(&id, &|| limit.allow(*client)).await
                     }
-                    return Err(e);
+                    (seen, _) => node.load_seen(&id, seen.as_ref()).await,
+                };
+                match found {
+                    Ok(view) => view.map(|v| (id, v)),
+                    Err(e) => {
+                        // Remembered, so the response is a 503 whatever the
+                        // handler makes of the error.
+                        if let Some(why) = Unavailable::of(&e) {
+                            self.state().unavailable = Some(why);
+                        }
+                        return Err(e);
+                    }
                 }
-            },
+            }
             None => None,
         };
         let mut st = self.state();
