@@ -8,7 +8,7 @@ use super::shared::Shared;
 use super::stats::{Count, Stats};
 use crate::clock::Millis;
 use crate::doc::Op;
-use crate::engine::{Engine, Loaded, Pushes, SessionView, SweepReport, Version, Wrap};
+use crate::engine::{Engine, Pushes, SessionView, SweepReport, Version, Wrap};
 use crate::id::{NodeId, SessionId};
 use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::replicator::{Inbound, Replicator};
@@ -74,7 +74,7 @@ impl Node {
         &self.shared.engine
     }
 
-    fn replicator(&self) -> Option<&Replicator> {
+    pub(super) fn replicator(&self) -> Option<&Replicator> {
         self.shared.replicator.get()
     }
 
@@ -84,7 +84,7 @@ impl Node {
 
     /// Runs engine work from async code: marked as blocking under
     /// `Durability::Fsync`, where every write waits for the device.
-    fn run<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+    pub(super) fn run<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
         let fsync = self.engine().config().durability() == Durability::Fsync;
         blocking(fsync, || f(self.engine()))
     }
@@ -212,45 +212,6 @@ impl Node {
         self.engine().now()
     }
 
-    /// The live session `id`, or `None` when it is unknown, expired,
-    /// invalidated or rotated. An id this node has never seen is first asked
-    /// of the connected peers (bounded by the fetch timeout). Counts as an
-    /// access: when this node's last-access register is older than the
-    /// touch interval, it is advanced (one small persisted write).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the document cannot be read or the touch cannot
-    /// be persisted; [`Error::Shutdown`].
-    pub async fn load(&self, id: &SessionId) -> Result<Option<SessionView>, Error> {
-        self.load_gated(id, &|| true).await
-    }
-
-    /// [`load`](Self::load), asking the peers for an id this node lacks
-    /// only when `may_fetch()` says so (the HTTP layer's per-client limit).
-    pub(crate) async fn load_gated(
-        &self,
-        id: &SessionId,
-        may_fetch: &(dyn Fn() -> bool + Send + Sync),
-    ) -> Result<Option<SessionView>, Error> {
-        let key = id.doc_key();
-        let (found, pushes) = self.run(|e| e.load(key, None))?;
-        self.push(pushes, false).await?;
-        match (found, self.replicator()) {
-            (Loaded::Live(view) | Loaded::Behind(view), _) => Ok(Some(view)),
-            (Loaded::Missing | Loaded::Expired, Some(repl)) if may_fetch() => {
-                repl.fetch(key).await;
-                let (found, pushes) = self.run(|e| e.load(key, None))?;
-                self.push(pushes, false).await?;
-                Ok(match found {
-                    Loaded::Live(view) | Loaded::Behind(view) => Some(view),
-                    _ => None,
-                })
-            }
-            (Loaded::Gone | Loaded::Missing | Loaded::Expired, _) => Ok(None),
-        }
-    }
-
     /// [`load`](Self::load), at least as new as `seen`: the state the
     /// client's session token says it has seen (see
     /// [`read_token`](Self::read_token)). When this node is behind, it waits
@@ -367,7 +328,7 @@ impl Node {
 
     /// Hands what a commit persisted to the replicator, if there is one;
     /// `wait`: as the replication mode says (a write), or never (a touch).
-    async fn push(&self, pushes: Pushes, wait: bool) -> Result<(), Error> {
+    pub(super) async fn push(&self, pushes: Pushes, wait: bool) -> Result<(), Error> {
         match self.replicator() {
             Some(repl) => repl.push(pushes, wait).await,
             None => Ok(()),

@@ -10,12 +10,14 @@
 //! | `shared.rs` | what a node is made of, and opening it |
 //! | `catch_up.rs` | serving a request at least the state its session token names |
 //! | `stats.rs` | [`Stats`]: the counts operators watch |
+//! | `load.rs` | [`Node::load`]: a session from this node or its peers |
 //! | `clock.rs` | [`Node::clock_offsets`]: the node's clock against its peers' |
 //! | `secret.rs` | [`Node::cookie_secret`]: what applications key their cookies with |
 
 mod catch_up;
 mod clock;
 mod handle;
+mod load;
 mod secret;
 mod shared;
 mod stats;
