@@ -1,10 +1,13 @@
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::Durability;
+
+/// The highest session size limit: a generation's document (at most about
+/// twice the session) plus a change must fit in one wire message.
+const MAX_SESSION_LIMIT: usize = 4 << 20;
 
 /// Everything a [`Node`](crate::Node) needs, as a value: `Config::new(dir)`
 /// plus consuming `with_*` setters.
@@ -21,7 +24,7 @@ use crate::store::Durability;
 ///     .with_max_session_bytes(64 * 1024);
 /// assert_eq!(config.max_session_bytes(), 64 * 1024);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Config {
     data_dir: PathBuf,
     durability: Durability,
@@ -91,8 +94,10 @@ impl Config {
         self
     }
 
-    /// The largest session, in bytes of attribute keys and JSON values; a
-    /// write past it fails with [`Error::TooLarge`](crate::Error::TooLarge).
+    /// The largest session, in bytes of attribute keys and JSON values (at
+    /// most 4 MiB, so that a session's document and its last change always
+    /// fit in one 16 MiB message to a peer); a write past it fails with
+    /// [`Error::TooLarge`](crate::Error::TooLarge).
     #[must_use]
     pub fn with_max_session_bytes(mut self, bytes: usize) -> Self {
         self.max_session_bytes = bytes;
@@ -355,37 +360,13 @@ impl Config {
         if self.sweep_interval.is_zero() {
             return bad("sweep_interval", "must be positive");
         }
-        if self.max_session_bytes == 0 {
-            return bad("max_session_bytes", "must be positive");
+        if self.max_session_bytes == 0 || self.max_session_bytes > MAX_SESSION_LIMIT {
+            return bad("max_session_bytes", "must be positive and at most 4 MiB");
         }
         match &self.net {
             Some(net) => net.validate(),
             None => Ok(()),
         }
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("data_dir", &self.data_dir)
-            .field("durability", &self.durability)
-            .field("max_session_bytes", &self.max_session_bytes)
-            .field("cache_bytes", &self.cache_bytes)
-            .field("compact_every", &self.compact_every)
-            .field("generation_changes", &self.generation_changes)
-            .field("generation_growth", &self.generation_growth)
-            .field("generations_kept", &self.generations_kept)
-            .field("max_idle", &self.max_idle)
-            .field("absolute_timeout", &self.absolute_timeout)
-            .field("touch_interval", &self.touch_interval)
-            .field("sweep_interval", &self.sweep_interval)
-            .field("gc_horizon", &self.gc_horizon)
-            .field("tombstone_grace", &self.tombstone_grace)
-            .field("wal_salvage", &self.wal_salvage)
-            .field("net", &self.net)
-            .field("clock", &self.clock)
-            .finish()
     }
 }
 

@@ -51,7 +51,7 @@ pub use error::Error;
 #[cfg(any(test, feature = "testing"))]
 pub use inflate::zero_bomb;
 pub use inflate::{inflated_size, sync_inflated_size};
-pub use op::{ExpiryMode, Op};
+pub use op::{coalesce, ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the
 // `testing` feature, for this repository's property tests and benchmarks.

@@ -322,7 +322,7 @@ fn commit_slot(
 }
 
 fn apply_all(shared: &Shared, doc: &mut SessionDoc, ops: &[Op]) -> Result<(), Error> {
-    for op in ops {
+    for op in &crate::doc::coalesce(ops) {
         if let Err(e) = doc.apply(op, shared.node_id()) {
             doc.rollback();
             return Err(e.into());

@@ -192,3 +192,38 @@ fn a_session_merged_past_its_size_limit_takes_writes_that_do_not_grow_it() {
     let view = a.rotate(key, rotated, &[]).unwrap().0.unwrap();
     assert_eq!(view.attributes["right"].as_str().unwrap().len(), 600);
 }
+
+#[test]
+fn a_value_set_many_times_in_one_request_is_committed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let engine = Engine::open(super::replica_tests::config(dir.path(), &clock), None).unwrap();
+    let key = SessionId::random().doc_key();
+    engine.create(key, &[]).unwrap();
+    // A handler that sets a 900 KB value twenty times: one change carrying
+    // the last value, not twenty (18 MB, past what one message to a peer
+    // may carry).
+    let ops: Vec<Op> = (0..20)
+        .map(|i| insert("big", &format!("\"{}{i}\"", "x".repeat(900_000))))
+        .collect();
+    let (view, pushes) = engine.commit(key, &ops).unwrap();
+    assert!(view.unwrap().attributes["big"]
+        .as_str()
+        .unwrap()
+        .ends_with("19"));
+    let bytes: usize = pushes.iter().map(|p| p.chunk.len()).sum();
+    assert!(bytes < 1 << 20, "{bytes} bytes pushed");
+}
+
+#[test]
+fn a_session_limit_past_what_a_message_carries_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::new(dir.path()).with_max_session_bytes(8 << 20);
+    assert!(matches!(
+        Engine::open(config, None),
+        Err(crate::Error::InvalidConfig {
+            field: "max_session_bytes",
+            ..
+        })
+    ));
+}
