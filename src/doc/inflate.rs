@@ -10,7 +10,11 @@
 //! passes the limit: nothing the size of the output is ever allocated.
 //!
 //! The walk reads headers and column metadata only; everything else about
-//! the bytes (checksums, the operations) automerge checks afterwards.
+//! the bytes (checksums, the operations) automerge checks afterwards. Two
+//! other shapes that would make automerge allocate without bound are
+//! refused here as well: bundle chunks (no part of what peers exchange;
+//! automerge expands their run-length columns while parsing) and sync
+//! messages whose bloom filters have no bits or billions of probes.
 
 use std::io::Read as _;
 
@@ -18,13 +22,17 @@ use super::Error;
 
 /// The first bytes of every automerge chunk.
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Bloom filters a sync message may carry (automerge sends at most one).
+const MAX_HAVES: usize = 8;
+/// Probes per entry a bloom filter may ask for (automerge uses 7).
+const MAX_PROBES: u64 = 64;
 /// A column specification's bit for "this column is DEFLATE compressed".
 const DEFLATE_BIT: u32 = 0b1000;
 /// Bytes of a change hash.
 const HASH_LEN: usize = 32;
 
 /// How many bytes the automerge chunks in `bytes` (any number of them,
-/// concatenated: change chunks, compressed change chunks, documents or
+/// concatenated: change chunks, compressed change chunks, documents; not
 /// bundles) take once every compressed part is inflated, if that is at
 /// most `limit`.
 ///
@@ -34,7 +42,11 @@ const HASH_LEN: usize = 32;
 /// not inflated); [`Error::Sync`] when the bytes are not well-formed
 /// chunks or a compressed part is not a DEFLATE stream.
 pub fn inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
-    let mut budget = Budget { used: 0, limit };
+    let mut budget = Budget {
+        used: 0,
+        limit,
+        documents: true,
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         rest = chunk(rest, &mut budget)?;
@@ -42,14 +54,46 @@ pub fn inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
     Ok(budget.used)
 }
 
-/// [`inflated_size`] over every chunk an automerge sync message carries.
+/// [`inflated_size`] for a peer's push: change chunks only (plain or
+/// compressed), no documents.
 ///
 /// # Errors
 ///
-/// As [`inflated_size`]; [`Error::Sync`] also when `msg` is not a sync
-/// message.
+/// As [`inflated_size`]; [`Error::Sync`] also for a document chunk.
+pub fn change_inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
+    let mut budget = Budget {
+        used: 0,
+        limit,
+        documents: false,
+    };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        rest = chunk(rest, &mut budget)?;
+    }
+    Ok(budget.used)
+}
+
+/// [`inflated_size`] over every chunk an automerge sync message carries,
+/// after checking the message's bloom filters are ones automerge can use
+/// (a filter with no bits, or billions of probes, makes automerge divide
+/// by zero or reserve gigabytes when it answers).
+///
+/// # Errors
+///
+/// As [`inflated_size`]; [`Error::Sync`] also for such a filter or more
+/// than [`MAX_HAVES`] of them.
 pub fn sync_inflated_size(msg: &automerge::sync::Message, limit: usize) -> Result<usize, Error> {
-    let mut budget = Budget { used: 0, limit };
+    if msg.have.len() > MAX_HAVES {
+        return Err(malformed("too many bloom filters"));
+    }
+    for have in &msg.have {
+        bloom_usable(&have.bloom.to_bytes())?;
+    }
+    let mut budget = Budget {
+        used: 0,
+        limit,
+        documents: true,
+    };
     for item in msg.changes.iter() {
         let mut rest = item;
         while !rest.is_empty() {
@@ -62,6 +106,8 @@ pub fn sync_inflated_size(msg: &automerge::sync::Message, limit: usize) -> Resul
 struct Budget {
     used: usize,
     limit: usize,
+    /// Whether document chunks are expected (sync) or only changes (push).
+    documents: bool,
 }
 
 impl Budget {
@@ -111,8 +157,11 @@ fn chunk<'a>(input: &'a [u8], budget: &mut Budget) -> Result<&'a [u8], Error> {
         1 => budget.add(data.len())?,
         // A compressed change: the whole body is one DEFLATE stream.
         2 => budget.inflate(data)?,
-        0 => document(data, budget)?,
-        3 => bundle(data, budget)?,
+        0 if budget.documents => document(data, budget)?,
+        0 => return Err(malformed("a document where a change belongs")),
+        // Bundles are no part of what peers exchange, and automerge expands
+        // their columns while parsing, before any check of ours could.
+        3 => return Err(malformed("bundles are not accepted")),
         other => return Err(malformed(&format!("unknown chunk type {other}"))),
     }
     Ok(rest)
@@ -132,21 +181,19 @@ fn document(data: &[u8], budget: &mut Budget) -> Result<(), Error> {
     budget.add(r.0.len())
 }
 
-/// A bundle: dependencies, actors, then change column metadata and data,
-/// then op column metadata and data.
-fn bundle(data: &[u8], budget: &mut Budget) -> Result<(), Error> {
-    let mut r = Reader(data);
-    r.hashes()?;
-    r.actors()?;
-    let before = data.len() - r.0.len();
-    budget.add(before)?;
-    for _ in 0..2 {
-        let start = r.0.len();
-        let cols = r.columns()?;
-        budget.add(start - r.0.len())?;
-        r.column_data(&cols, budget)?;
+/// A bloom filter as automerge encodes it: empty, or entries, bits per
+/// entry, probes, then the bits. Usable when it has bits and a sane number
+/// of probes.
+fn bloom_usable(bytes: &[u8]) -> Result<(), Error> {
+    if bytes.is_empty() {
+        return Ok(());
     }
-    budget.add(r.0.len())
+    let mut r = Reader(bytes);
+    let (entries, bits_per_entry, probes) = (r.uleb()?, r.uleb()?, r.uleb()?);
+    if entries == 0 || bits_per_entry == 0 || probes == 0 || probes > MAX_PROBES {
+        return Err(malformed("unusable bloom filter"));
+    }
+    Ok(())
 }
 
 /// The bytes still to read.
@@ -228,7 +275,7 @@ impl<'a> Reader<'a> {
     fn column_data(&mut self, cols: &[(bool, usize)], budget: &mut Budget) -> Result<(), Error> {
         for &(deflated, len) in cols {
             let data = self.take(len)?;
-            if deflated {
+            if deflated && !data.is_empty() {
                 budget.inflate(data)?;
             } else {
                 budget.add(len)?;
@@ -318,6 +365,41 @@ mod tests {
         ));
         let whole = inflated_size(&bomb, usize::MAX).unwrap();
         assert!(whole > 10 << 20);
+    }
+
+    #[test]
+    fn bundles_and_documents_in_pushes_are_refused_unparsed() {
+        // A bundle whose one column is a run of 2^33 zeros: automerge
+        // would collect it into 64 GiB while parsing.
+        let bomb = [
+            0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 3, 12, 0, 0, 0, 1, 0x23, 6, 0x80, 0x80, 0x80, 0x80,
+            0x20, 0,
+        ];
+        assert!(matches!(
+            inflated_size(&bomb, usize::MAX),
+            Err(Error::Sync(_))
+        ));
+        let doc = doc_with("v").save();
+        assert!(inflated_size(&doc, usize::MAX).is_ok());
+        assert!(matches!(
+            change_inflated_size(&doc, usize::MAX),
+            Err(Error::Sync(_))
+        ));
+    }
+
+    #[test]
+    fn a_bloom_filter_automerge_cannot_use_is_refused() {
+        let mut msg = vec![0x42, 1];
+        msg.extend([7u8; 32]);
+        // No needs; one have: no last-sync heads, a 3-byte filter of one
+        // entry, zero bits per entry, 7 probes; no changes.
+        msg.extend([0, 1, 0, 3, 1, 0, 7, 0]);
+        let mut doc = doc_with("v");
+        let mut state = automerge::sync::State::new();
+        let refused = doc.receive_sync_message(&mut state, &msg, usize::MAX);
+        assert!(matches!(refused, Err(Error::Sync(_))), "{refused:?}");
+        // And answering the peer afterwards is safe.
+        let _ = doc.generate_sync_message(&mut state);
     }
 
     #[test]

@@ -50,7 +50,7 @@ mod tests;
 pub use error::Error;
 #[cfg(any(test, feature = "testing"))]
 pub use inflate::zero_bomb;
-pub use inflate::{inflated_size, sync_inflated_size};
+pub use inflate::{change_inflated_size, inflated_size, sync_inflated_size};
 pub use op::{coalesce, ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the

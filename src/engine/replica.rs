@@ -214,7 +214,8 @@ pub(crate) fn apply_push(
         tracing::warn!(session = %key.short(), "empty push refused");
         return Applied::No;
     }
-    if let Err(e) = crate::doc::inflated_size(changes, shared.config().max_inflated_bytes()) {
+    if let Err(e) = crate::doc::change_inflated_size(changes, shared.config().max_inflated_bytes())
+    {
         tracing::warn!(session = %key.short(), error = %e, "pushed change refused");
         return Applied::No;
     }

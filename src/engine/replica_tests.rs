@@ -256,3 +256,20 @@ fn a_last_access_from_a_clock_running_ahead_does_not_keep_a_session_alive() {
     );
     engine.close(true).unwrap();
 }
+
+#[test]
+fn a_bundle_that_expands_while_parsing_is_refused_unparsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let engine = open(dir.path(), &clock);
+    let bomb = [
+        0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 3, 12, 0, 0, 0, 1, 0x23, 6, 0x80, 0x80, 0x80, 0x80,
+        0x20, 0,
+    ];
+    let key = SessionId::random().doc_key();
+    let mut applied = None;
+    let info = allocation_counter::measure(|| applied = Some(engine.apply_push(key, FIRST, &bomb)));
+    assert_eq!(applied, Some(Applied::No));
+    assert!(info.bytes_max < 1 << 20, "allocated {}", info.bytes_max);
+    engine.close(true).unwrap();
+}
