@@ -28,6 +28,9 @@ const MAX_HAVES: usize = 8;
 const MAX_PROBES: u64 = 64;
 /// A column specification's bit for "this column is DEFLATE compressed".
 const DEFLATE_BIT: u32 = 0b1000;
+/// The most a compressed change may inflate to (one request's writes, at
+/// most the session limit, fit many times over).
+const MAX_CHANGE: usize = 16 << 20;
 /// Bytes of a change hash.
 const HASH_LEN: usize = 32;
 
@@ -119,8 +122,9 @@ impl Budget {
         Ok(())
     }
 
-    /// Inflates `data` into a scratch buffer, counting.
-    fn inflate(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// Inflates `data` into a scratch buffer, counting; appends what it
+    /// inflates to `keep`, if given (at most the limit, then).
+    fn inflate_into(&mut self, data: &[u8], mut keep: Option<&mut Vec<u8>>) -> Result<(), Error> {
         let mut inflater = flate2::bufread::DeflateDecoder::new(data);
         let mut scratch = [0u8; 16 << 10];
         loop {
@@ -131,11 +135,18 @@ impl Budget {
                 return Ok(());
             }
             self.add(n)?;
+            if let Some(out) = keep.as_deref_mut() {
+                out.extend_from_slice(&scratch[..n]);
+            }
         }
+    }
+
+    fn inflate(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.inflate_into(data, None)
     }
 }
 
-fn malformed(what: &str) -> Error {
+pub(super) fn malformed(what: &str) -> Error {
     Error::Sync(format!("malformed chunk: {what}"))
 }
 
@@ -154,9 +165,29 @@ fn chunk<'a>(input: &'a [u8], budget: &mut Budget) -> Result<&'a [u8], Error> {
     budget.add(header)?;
     match kind {
         // A change: its columns are never compressed (automerge refuses).
-        1 => budget.add(data.len())?,
+        1 => {
+            budget.add(data.len())?;
+            super::runs::check_change(data)?;
+        }
         // A compressed change: the whole body is one DEFLATE stream.
-        2 => budget.inflate(data)?,
+        // Counted first without keeping anything; then, if small enough to
+        // be a change a peer makes, inflated again to read its columns.
+        2 => {
+            let before = budget.used;
+            budget.inflate(data)?;
+            let size = budget.used - before;
+            if size > MAX_CHANGE {
+                return Err(malformed("a compressed change over 16 MiB"));
+            }
+            let mut body = Vec::with_capacity(size);
+            let mut again = Budget {
+                used: 0,
+                limit: size,
+                documents: false,
+            };
+            again.inflate_into(data, Some(&mut body))?;
+            super::runs::check_change(&body)?;
+        }
         0 if budget.documents => document(data, budget)?,
         0 => return Err(malformed("a document where a change belongs")),
         // Bundles are no part of what peers exchange, and automerge expands
@@ -197,10 +228,10 @@ fn bloom_usable(bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// The bytes still to read.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if n > self.0.len() {
             return Err(malformed("truncated"));
         }
@@ -209,8 +240,43 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// A signed LEB128 number.
+    pub(super) fn sleb(&mut self) -> Result<i64, Error> {
+        let mut value: i64 = 0;
+        for i in 0..10 {
+            let byte = self.take(1)?[0];
+            value |= i64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i < 9 && byte & 0x40 != 0 {
+                    value |= -1i64 << (7 * (i + 1));
+                }
+                return Ok(value);
+            }
+        }
+        Err(malformed("number overflows 64 bits"))
+    }
+
+    /// A length-prefixed run of bytes, skipped.
+    pub(super) fn len_bytes(&mut self) -> Result<(), Error> {
+        let len = self.len_prefix()?;
+        self.take(len).map(drop)
+    }
+
+    /// Column metadata: (specification, length) of each column.
+    pub(super) fn column_specs(&mut self) -> Result<Vec<(u64, usize)>, Error> {
+        let n = self.count(2)?;
+        let mut cols = Vec::with_capacity(n);
+        for _ in 0..n {
+            let spec = self.uleb()?;
+            let len =
+                usize::try_from(self.uleb()?).map_err(|_| malformed("column past the end"))?;
+            cols.push((spec, len));
+        }
+        Ok(cols)
+    }
+
     /// An unsigned LEB128 number, as automerge writes them.
-    fn uleb(&mut self) -> Result<u64, Error> {
+    pub(super) fn uleb(&mut self) -> Result<u64, Error> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let byte = self.take(1)?[0];
@@ -227,7 +293,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length: a number that must fit in what is left.
-    fn len_prefix(&mut self) -> Result<usize, Error> {
+    pub(super) fn len_prefix(&mut self) -> Result<usize, Error> {
         let n = self.uleb()?;
         usize::try_from(n)
             .ok()
@@ -236,7 +302,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A count of items that each take at least `min` bytes.
-    fn count(&mut self, min: usize) -> Result<usize, Error> {
+    pub(super) fn count(&mut self, min: usize) -> Result<usize, Error> {
         let n = self.uleb()?;
         usize::try_from(n)
             .ok()
@@ -244,7 +310,7 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| malformed("count past the end"))
     }
 
-    fn actors(&mut self) -> Result<(), Error> {
+    pub(super) fn actors(&mut self) -> Result<(), Error> {
         for _ in 0..self.count(1)? {
             let len = self.len_prefix()?;
             self.take(len)?;
@@ -252,7 +318,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn hashes(&mut self) -> Result<(), Error> {
+    pub(super) fn hashes(&mut self) -> Result<(), Error> {
         let n = self.count(HASH_LEN)?;
         self.take(n * HASH_LEN)?;
         Ok(())

@@ -38,6 +38,7 @@ mod op;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod read;
 mod rotation;
+mod runs;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
 mod session_doc;
 #[cfg_attr(not(feature = "testing"), allow(dead_code, unreachable_pub))]
