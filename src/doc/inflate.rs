@@ -84,7 +84,7 @@ pub fn change_inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> 
 /// # Errors
 ///
 /// As [`inflated_size`]; [`Error::Sync`] also for such a filter or more
-/// than [`MAX_HAVES`] of them.
+/// than 8 of them.
 pub fn sync_inflated_size(msg: &automerge::sync::Message, limit: usize) -> Result<usize, Error> {
     if msg.have.len() > MAX_HAVES {
         return Err(malformed("too many bloom filters"));
