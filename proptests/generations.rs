@@ -4,8 +4,7 @@
 //! both sides. Once they can all talk again and nothing changes any more,
 //! every replica is on the same generation with the same values, every write
 //! is there, and every counter holds exactly the sum of its increments.
-//! Logouts are left out of the schedules: one can be lost across concurrent
-//! switches (known open; `a_logout_survives_generation_switches`, ignored).
+//! A logout anywhere ends the session on every replica.
 //!
 //! `PROPTEST_CASES` raises the case count (default 16 here: each case is a long schedule).
 
@@ -49,8 +48,7 @@ fn step(replicas: usize) -> impl Strategy<Value = Step> {
         4 => (0..replicas).prop_map(|replica| Step::Put { replica }),
         2 => (0..replicas, 0u8..3).prop_map(|(replica, key)| Step::Shared { replica, key }),
         1 => (0..replicas, 0u8..3).prop_map(|(replica, key)| Step::Remove { replica, key }),
-        // No logouts: one can be lost across generation switches (known
-        // open, see a_logout_survives_generation_switches below).
+        1 => (0..replicas).prop_map(|replica| Step::Invalidate { replica }),
         3 => (0..replicas, -3i64..4).prop_map(|(replica, by)| Step::Incr { replica, by }),
         3 => (0..replicas, 0..replicas).prop_map(|(a, b)| Step::Sync { a, b }),
         1 => (0..replicas).prop_map(|replica| Step::Flip { replica }),
@@ -395,13 +393,15 @@ proptest! {
     }
 }
 
-/// Known open (issue 13): a logout can be lost across concurrent
-/// generation switches — every replica ends live on this schedule within a
-/// few dozen runs (the automerge actors are random, so not every run); the
-/// random schedules found it with and without one-lineage syncs. Run with
-/// `cargo test --test generations -- --ignored`.
+/// A logout lost across concurrent generation switches (found by the random
+/// schedules): two replicas logged out concurrently, a third logged out
+/// again, and automerge wrote that repeat as deletions of the conflicting
+/// values only, which, carried to the next generation key by key, deleted
+/// the key. Every replica ended live on this schedule within a few dozen
+/// runs (the automerge actors are random, so not every run);
+/// `LOGOUT_RUNS` sets how many (default 8; 150 in release found it every
+/// time before the fix).
 #[test]
-#[ignore = "known open: a logout lost across concurrent generation switches"]
 fn a_logout_survives_generation_switches() {
     let steps = vec![
         Step::Shared { replica: 0, key: 1 },
@@ -456,7 +456,11 @@ fn a_logout_survives_generation_switches() {
         Step::Incr { replica: 2, by: -2 },
         Step::Put { replica: 3 },
     ];
-    for _ in 0..150 {
+    let runs = std::env::var("LOGOUT_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(8);
+    for _ in 0..runs {
         run(4, 2, &steps).unwrap();
     }
 }

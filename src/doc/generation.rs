@@ -255,7 +255,7 @@ impl SessionDoc {
             }
             match op.action {
                 automerge::legacy::OpType::Put(v) => {
-                    fork.put(ROOT, key.as_str(), v)?;
+                    super::session_doc::put_over(&mut fork, &key, v)?;
                 }
                 automerge::legacy::OpType::Increment(n) => {
                     if let Some((automerge::Value::Scalar(s), _)) = fork.get(ROOT, key.as_str())? {

@@ -371,8 +371,7 @@ impl SessionDoc {
     }
 
     fn put(&mut self, key: &str, value: ScalarValue) -> Result<(), Error> {
-        self.doc.put(ROOT, key, value)?;
-        Ok(())
+        put_over(&mut self.doc, key, value)
     }
 
     fn delete(&mut self, key: &str) -> Result<(), Error> {
@@ -395,6 +394,23 @@ impl SessionDoc {
         }
         Ok(())
     }
+}
+
+/// Sets `key` on the root of `doc` to `value`. Over a conflict, the values
+/// are deleted first: automerge writes a value equal to the conflict's
+/// winner as deletions of the losing values only, a change that, carried
+/// to another generation key by key (or lifted back), would delete the key
+/// outright — a logout repeated after two concurrent ones undid them all.
+pub(super) fn put_over(
+    doc: &mut automerge::AutoCommit,
+    key: &str,
+    value: impl Into<ScalarValue>,
+) -> Result<(), Error> {
+    if doc.get_all(ROOT, key)?.len() > 1 {
+        doc.delete(ROOT, key)?;
+    }
+    doc.put(ROOT, key, value.into())?;
+    Ok(())
 }
 
 fn to_i64(ms: u64) -> i64 {

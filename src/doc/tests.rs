@@ -343,3 +343,47 @@ fn one_node_creating_its_slot_twice_concurrently_loses_neither_increment() {
     merged(&mut a, &mut b);
     assert_eq!(b.attributes().unwrap()["n"], 6);
 }
+
+/// automerge writes a value equal to the current winner of a conflict as
+/// deletions of the losing values only. Carried to the next generation or
+/// lifted to the one before, key by key, such a change would delete the key
+/// outright: a logout repeated after two concurrent ones lost them all. A
+/// write over a conflict is a plain overwrite.
+#[test]
+fn writing_the_winning_value_over_a_conflict_is_an_overwrite_not_a_deletion() {
+    let (mut a, _, mut b, _) = pair();
+    a.invalidate().unwrap();
+    a.commit();
+    b.invalidate().unwrap();
+    b.commit();
+    a.merge(&mut b).unwrap();
+    a.insert("x", &1).unwrap();
+    a.commit();
+    b.insert("x", &2).unwrap();
+    b.commit();
+    a.merge(&mut b).unwrap();
+    // Both keys now hold two values; write the winner again.
+    let heads = a.heads();
+    let winner = a.get_json("x").unwrap().unwrap();
+    a.invalidate().unwrap();
+    a.insert("x", &winner).unwrap();
+    a.commit();
+    let chunk = a.save_after(&heads);
+    let change = automerge::Change::from_bytes(chunk).unwrap();
+    for op in change.decode().operations {
+        if let automerge::legacy::Key::Map(k) = &op.key {
+            let k = k.to_string();
+            if k == "meta/invalidated" || k == "data/x" {
+                let puts = matches!(op.action, automerge::legacy::OpType::Put(_));
+                let deletes_all =
+                    matches!(op.action, automerge::legacy::OpType::Delete) && op.pred.len() == 2;
+                assert!(
+                    puts || deletes_all,
+                    "{k}: {:?} pred {:?}",
+                    op.action,
+                    op.pred
+                );
+            }
+        }
+    }
+}
