@@ -45,15 +45,8 @@ const HASH_LEN: usize = 32;
 /// not inflated); [`Error::Sync`] when the bytes are not well-formed
 /// chunks or a compressed part is not a DEFLATE stream.
 pub fn inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
-    let mut budget = Budget {
-        used: 0,
-        limit,
-        documents: true,
-    };
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        rest = chunk(rest, &mut budget)?;
-    }
+    let mut budget = Budget::new(limit, true);
+    budget.walk(bytes)?;
     Ok(budget.used)
 }
 
@@ -64,15 +57,8 @@ pub fn inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
 ///
 /// As [`inflated_size`]; [`Error::Sync`] also for a document chunk.
 pub fn change_inflated_size(bytes: &[u8], limit: usize) -> Result<usize, Error> {
-    let mut budget = Budget {
-        used: 0,
-        limit,
-        documents: false,
-    };
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        rest = chunk(rest, &mut budget)?;
-    }
+    let mut budget = Budget::new(limit, false);
+    budget.walk(bytes)?;
     Ok(budget.used)
 }
 
@@ -92,16 +78,9 @@ pub fn sync_inflated_size(msg: &automerge::sync::Message, limit: usize) -> Resul
     for have in &msg.have {
         bloom_usable(&have.bloom.to_bytes())?;
     }
-    let mut budget = Budget {
-        used: 0,
-        limit,
-        documents: true,
-    };
+    let mut budget = Budget::new(limit, true);
     for item in msg.changes.iter() {
-        let mut rest = item;
-        while !rest.is_empty() {
-            rest = chunk(rest, &mut budget)?;
-        }
+        budget.walk(item)?;
     }
     Ok(budget.used)
 }
@@ -114,6 +93,23 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(limit: usize, documents: bool) -> Self {
+        Self {
+            used: 0,
+            limit,
+            documents,
+        }
+    }
+
+    /// Counts every chunk of `bytes`.
+    fn walk(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            rest = chunk(rest, self)?;
+        }
+        Ok(())
+    }
+
     fn add(&mut self, n: usize) -> Result<(), Error> {
         self.used = self.used.saturating_add(n);
         if self.used > self.limit {
@@ -180,11 +176,7 @@ fn chunk<'a>(input: &'a [u8], budget: &mut Budget) -> Result<&'a [u8], Error> {
                 return Err(malformed("a compressed change over 16 MiB"));
             }
             let mut body = Vec::with_capacity(size);
-            let mut again = Budget {
-                used: 0,
-                limit: size,
-                documents: false,
-            };
+            let mut again = Budget::new(size, false);
             again.inflate_into(data, Some(&mut body))?;
             super::runs::check_change(&body)?;
         }
