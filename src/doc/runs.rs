@@ -11,6 +11,9 @@ use super::Error;
 /// Operations one change may carry: a `Clear` of the largest session of
 /// small keys, with room to spare.
 pub(crate) const MAX_OPS: u64 = 1 << 20;
+/// Entries a column of a whole document may hold: a generation's changes
+/// and operations, with room to spare.
+pub(crate) const MAX_DOC_ENTRIES: u64 = 1 << 22;
 
 /// Column types, as the low three bits of a column specification.
 const GROUP: u64 = 0;
@@ -34,19 +37,25 @@ pub(crate) fn check_change(body: &[u8]) -> Result<(), Error> {
     r.actors()?;
     let cols = r.column_specs()?;
     for (spec, len) in cols {
-        let data = r.take(len)?;
-        let entries = match spec & 0b111 {
-            BOOLEAN => booleans(data)?,
-            GROUP | ACTOR | VALUE_META => runs(data, Value::Unsigned)?,
-            INTEGER | DELTA => runs(data, Value::Signed)?,
-            STRING => runs(data, Value::Text)?,
-            _ => 0, // raw values: their count comes from the metadata column
-        };
-        if entries > MAX_OPS {
-            return Err(malformed(&format!(
-                "a change claiming {entries} operations, over {MAX_OPS}"
-            )));
-        }
+        check_column(spec, r.take(len)?, MAX_OPS)?;
+    }
+    Ok(())
+}
+
+/// Checks that the column with specification `spec` and (uncompressed)
+/// `data` holds at most `cap` entries.
+pub(crate) fn check_column(spec: u64, data: &[u8], cap: u64) -> Result<(), Error> {
+    let entries = match spec & 0b111 {
+        BOOLEAN => booleans(data, cap)?,
+        GROUP | ACTOR | VALUE_META => runs(data, Value::Unsigned, cap)?,
+        INTEGER | DELTA => runs(data, Value::Signed, cap)?,
+        STRING => runs(data, Value::Text, cap)?,
+        _ => 0, // raw values: their count comes from the metadata column
+    };
+    if entries > cap {
+        return Err(malformed(&format!(
+            "a column claiming {entries} entries, over {cap}"
+        )));
     }
     Ok(())
 }
@@ -61,10 +70,10 @@ enum Value {
 /// Entries of a run-length encoded column: runs of one value (a positive
 /// count, then the value), literal runs (a negative count, then that many
 /// values) and null runs (0, then a count). Stops counting past the cap.
-fn runs(data: &[u8], value: Value) -> Result<u64, Error> {
+fn runs(data: &[u8], value: Value, cap: u64) -> Result<u64, Error> {
     let mut r = Reader(data);
     let mut total: u64 = 0;
-    while !r.0.is_empty() && total <= MAX_OPS {
+    while !r.0.is_empty() && total <= cap {
         let count = r.sleb()?;
         let values = match count {
             c if c > 0 => {
@@ -80,7 +89,7 @@ fn runs(data: &[u8], value: Value) -> Result<u64, Error> {
                 0
             }
         };
-        if total > MAX_OPS {
+        if total > cap {
             break;
         }
         for _ in 0..values {
@@ -99,10 +108,10 @@ fn runs(data: &[u8], value: Value) -> Result<u64, Error> {
 }
 
 /// Entries of a boolean column: alternating run lengths.
-fn booleans(data: &[u8]) -> Result<u64, Error> {
+fn booleans(data: &[u8], cap: u64) -> Result<u64, Error> {
     let mut r = Reader(data);
     let mut total: u64 = 0;
-    while !r.0.is_empty() && total <= MAX_OPS {
+    while !r.0.is_empty() && total <= cap {
         total = total.saturating_add(r.uleb()?);
     }
     Ok(total)
