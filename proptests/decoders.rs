@@ -14,7 +14,9 @@
 use automerge::ActorId;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use sessionmesh::doc::{inflated_size, zero_bomb, Error as DocError, SessionDoc};
+use sessionmesh::doc::{
+    inflated_size, sync_message_carrying, zero_bomb, Error as DocError, SessionDoc,
+};
 use sessionmesh::net::wire;
 use sessionmesh::{NodeId, SessionId};
 
@@ -53,25 +55,12 @@ fn deflated_len(chunk: &[u8]) -> usize {
     unreachable!("a length ends")
 }
 
-/// A sync message carrying `chunk` as its changes.
-fn sync_message_with(chunk: Vec<u8>) -> Vec<u8> {
-    automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: vec![chunk].into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode()
-}
-
 /// 200 MB of zeros in a compressed change, sent in a sync message, is
 /// refused while it inflates: what the receiver allocates stays near the
 /// message's own size, and the document is unchanged.
 #[test]
 fn a_sync_message_that_inflates_past_the_limit_is_refused_without_allocating_it() {
-    let msg = sync_message_with(zero_bomb(200 << 20));
+    let msg = sync_message_carrying(vec![zero_bomb(200 << 20)]);
     assert!(msg.len() < 1 << 20, "{}", msg.len());
     let mut doc = sample_doc();
     let before = doc.heads();

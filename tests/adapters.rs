@@ -265,20 +265,8 @@ async fn three(bin: &str, mode: &str) -> (Vec<PeerProcess>, Vec<tempfile::TempDi
         }
         procs.push(PeerProcess::start_example(bin, dirs[i].path(), &args).await);
     }
-    let client = Client::new();
     for p in &procs {
-        eventually("connected", || async {
-            let c: Value = client
-                .get(format!("{}/cluster", p.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            c["peers"].as_array().is_some_and(|a| a.len() == 2)
-        })
-        .await;
+        common::wait_for_peers(&p.base, 2).await;
     }
     (procs, dirs)
 }
@@ -385,14 +373,7 @@ async fn read_your_writes(bin: &str, mode: &str) {
         "{bin} {mode}: reads back in time: {back_in_time:?}"
     );
     for base in &bases {
-        let all: Value = user
-            .get(format!("{base}/session"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = common::session_json(&user, base, None).await;
         assert_eq!(
             all["n"], 60,
             "{bin} {mode}: increments through the nodes add up"

@@ -78,14 +78,7 @@ fn noise(seed: u64, len: usize) -> String {
 }
 
 async fn get(http: &Client, p: &PeerProcess, cookie: &str) -> Value {
-    http.get(format!("{}/session", p.base))
-        .header(header::COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::session_json(http, &p.base, Some(cookie)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,15 +141,7 @@ async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
     let acked = acked.lock().unwrap().clone();
     for p in &peers[1..] {
         common::eventually("every acknowledged write on the survivors", || async {
-            let all: serde_json::Value = http
-                .get(format!("{}/session", p.base))
-                .header(header::COOKIE, &cookie)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let all = common::session_json(&http, &p.base, Some(&cookie)).await;
             acked.iter().all(|k| all.get(k).is_some())
         })
         .await;
@@ -224,14 +216,6 @@ async fn the_actix_example_keeps_its_sessions_across_a_restart() {
         cookie_of(&res).expect("a session cookie")
     };
     let peer = PeerProcess::start_example("actix_peer", dir.path(), &[]).await;
-    let body: serde_json::Value = http
-        .get(format!("{}/session", peer.base))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = common::session_json(&http, &peer.base, Some(&cookie)).await;
     assert_eq!(body["user"], "ada", "{body}");
 }

@@ -371,6 +371,22 @@ pub fn zero_bomb(inflated: usize) -> Vec<u8> {
     chunk
 }
 
+/// A sync message that carries `chunks` as its changes and says nothing
+/// else: what a peer could send.
+#[cfg(any(test, feature = "testing"))]
+#[must_use]
+pub fn sync_message_carrying(chunks: Vec<Vec<u8>>) -> Vec<u8> {
+    automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: chunks.into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::ActorId;

@@ -49,9 +49,9 @@ mod translate;
 mod tests;
 
 pub use error::Error;
-#[cfg(any(test, feature = "testing"))]
-pub use inflate::zero_bomb;
 pub use inflate::{change_inflated_size, inflated_size, sync_inflated_size};
+#[cfg(any(test, feature = "testing"))]
+pub use inflate::{sync_message_carrying, zero_bomb};
 pub use op::{coalesce, ExpiryMode, Op};
 
 // The document itself and its helpers are internals: public only with the

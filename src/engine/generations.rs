@@ -290,9 +290,7 @@ fn run<R>(
     if gen != lineage.gen {
         tracing::debug!(session = %key.short(), from = lineage.gen, to = gen, "new generation");
     }
-    let mut summary = doc.summary()?;
-    summary.gen = gen;
-    shared.clamp(&mut summary);
+    let summary = shared.summary_of(&mut doc, gen)?;
     let deadline = shared.index_time(&summary, shared.now());
     let bytes = doc.save();
     let write = ChainWrite {

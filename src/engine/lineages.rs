@@ -163,9 +163,7 @@ pub(crate) fn adopt(shared: &Shared, key: DocKey, target: LineageId) -> Result<b
         let bytes = store.load_lineage(key, &l)?;
         let mut doc =
             SessionDoc::load(&bytes, shared.actor()).map_err(crate::store::Error::from)?;
-        let mut summary = doc.summary()?;
-        summary.gen = target.gen;
-        shared.clamp(&mut summary);
+        let summary = shared.summary_of(&mut doc, target.gen)?;
         let saved = doc.save();
         let write = ChainWrite {
             current: target,

@@ -58,8 +58,7 @@ fn absorb<R>(
             SlotState::Tombstone { ended: true } => return Ok(Err(true)),
             SlotState::Missing | SlotState::Tombstone { ended: false } => {
                 let mut doc = SessionDoc::empty(shared.actor());
-                let mut summary = doc.summary()?;
-                summary.gen = target.gen;
+                let summary = shared.summary_of(&mut doc, target.gen)?;
                 *state = SlotState::Doc {
                     doc,
                     record: None,

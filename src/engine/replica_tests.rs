@@ -172,19 +172,6 @@ fn a_push_that_releases_a_queued_change_applies_both() {
     engine.close(true).unwrap();
 }
 
-/// A sync message carrying `chunks` as its changes.
-fn sync_message_with(chunks: Vec<Vec<u8>>) -> Vec<u8> {
-    automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: chunks.into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode()
-}
-
 #[test]
 fn a_decompression_bomb_is_refused_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +190,7 @@ fn a_decompression_bomb_is_refused_and_the_node_keeps_serving() {
     let info = allocation_counter::measure(|| applied = Some(engine.apply_push(key, FIRST, &bomb)));
     assert_eq!(applied, Some(Applied::No));
     assert!(info.bytes_max < 4 << 20, "allocated {}", info.bytes_max);
-    let msg = sync_message_with(vec![bomb]);
+    let msg = crate::doc::sync_message_carrying(vec![bomb]);
     let mut state = automerge::sync::State::new();
     let refused = engine.sync_step(key, FIRST, &mut state, Some(&msg));
     assert!(
@@ -217,7 +204,7 @@ fn a_decompression_bomb_is_refused_and_the_node_keeps_serving() {
     let next = change(&mut doc, |d| d.insert("k", &1).unwrap());
     assert_eq!(engine.apply_push(key, FIRST, &next), Applied::Yes);
     let last = change(&mut doc, |d| d.insert("j", &2).unwrap());
-    let msg = sync_message_with(vec![last]);
+    let msg = crate::doc::sync_message_carrying(vec![last]);
     let mut state = automerge::sync::State::new();
     engine
         .sync_step(key, FIRST, &mut state, Some(&msg))

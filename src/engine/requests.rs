@@ -199,8 +199,7 @@ pub(crate) fn create(
             doc.copy_attributes_from(old)?;
         }
         apply_all(shared, &mut doc, ops)?;
-        let mut summary = doc.summary()?;
-        shared.clamp(&mut summary);
+        let summary = shared.summary_of(&mut doc, LineageId::FIRST.gen)?;
         shared.check_size(before, summary.state_size())?;
         *state = SlotState::Doc {
             doc,

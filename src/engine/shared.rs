@@ -218,6 +218,19 @@ impl Shared {
         at.saturating_add(ms(self.config.tombstone_grace()))
     }
 
+    /// The summary of `doc`, a document of generation `gen`, as the engine
+    /// keeps it (its last access bounded, see [`Shared::clamp`]).
+    pub(crate) fn summary_of(
+        &self,
+        doc: &mut SessionDoc,
+        gen: u32,
+    ) -> Result<Summary, crate::doc::Error> {
+        let mut summary = doc.summary()?;
+        summary.gen = gen;
+        self.clamp(&mut summary);
+        Ok(summary)
+    }
+
     /// Bounds `summary`'s last access by this node's clock plus the clock
     /// tolerance (see [`Summary::clamp_future`]): every summary the engine
     /// keeps goes through here once read or updated.
@@ -250,9 +263,9 @@ impl Shared {
             } => {
                 let mut doc =
                     SessionDoc::load(&bytes, self.actor()).map_err(crate::store::Error::from)?;
-                let mut summary = doc.summary().map_err(crate::store::Error::from)?;
-                summary.gen = record.lineage.gen;
-                self.clamp(&mut summary);
+                let summary = self
+                    .summary_of(&mut doc, record.lineage.gen)
+                    .map_err(crate::store::Error::from)?;
                 SlotState::Doc {
                     doc,
                     record: Some(record),

@@ -219,6 +219,20 @@ pub fn cookie_of(res: &reqwest::Response) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }
 
+/// `GET /session` of the demo peer at `base`, with `cookie` if given (a
+/// client with a cookie store sends its own), as JSON.
+pub async fn session_json(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: Option<&str>,
+) -> serde_json::Value {
+    let mut req = http.get(format!("{base}/session"));
+    if let Some(c) = cookie {
+        req = req.header(reqwest::header::COOKIE, c);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// Waits until the demo peer at `base` reports `n` connected peers.
 pub async fn wait_for_peers(base: &str, n: usize) {
     let http = reqwest::Client::new();
