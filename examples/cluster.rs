@@ -10,8 +10,9 @@
 //! curl -c jar -b jar localhost:8082/session          # the same session, another node
 //! ```
 //!
-//! Flags: `--http-base <port>` (default 8081; the nodes take three ports from
-//! there) and `--data <dir>` (default `./data`; one subdirectory per node).
+//! Flags (see `--help`): `--http-base <port>` (default 8081; the nodes take
+//! three ports from there) and `--data <dir>` (default `./data`; one
+//! subdirectory per node). Ctrl-C or SIGTERM stops it cleanly.
 
 mod demo;
 #[allow(dead_code)]
@@ -19,10 +20,23 @@ mod support;
 
 use std::path::PathBuf;
 
+use clap::Parser;
 use sessionmesh::net::{self, Replication};
 use sessionmesh::{Config, Node};
 
 const NODES: u16 = 3;
+
+/// Three sessionmesh nodes with the demo app, in one process.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// The first node's HTTP port on 127.0.0.1; the others take the next two.
+    #[arg(long, env = "SESSIONMESH_HTTP_BASE", default_value_t = 8081)]
+    http_base: u16,
+    /// Directory holding one data directory per node.
+    #[arg(long, env = "SESSIONMESH_DATA", default_value = "./data")]
+    data: PathBuf,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,20 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let (mut base, mut data) = (8081u16, PathBuf::from("./data"));
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--http-base", Some(v)) => base = v.parse()?,
-            ("--data", Some(v)) => data = PathBuf::from(v),
-            _ => {
-                return Err(format!(
-                    "usage: cluster [--http-base <port>] [--data <dir>] (got {flag})"
-                )
-                .into())
-            }
-        }
-    }
+    let Cli {
+        http_base: base,
+        data,
+    } = Cli::parse();
     // One key for this run; the nodes live in this process.
     let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap_or(0) ^ 0x5a);
     let mut nodes = Vec::new();
@@ -64,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut servers = Vec::new();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     for (i, node) in nodes.iter().enumerate() {
         let port = base + u16::try_from(i)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -72,14 +77,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             node.peer_id().map(|p| p.to_string()).unwrap_or_default()
         );
         let app = demo::app(node.clone());
-        servers.push(tokio::spawn(
-            async move { axum::serve(listener, app).await },
-        ));
+        let mut stop = stop.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        }));
     }
     println!("three nodes up; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
-    for s in &servers {
-        s.abort();
+    support::stop_signal().await;
+    // Drain every server's requests before the nodes close.
+    stop_tx.send_replace(true);
+    for s in servers {
+        s.await??;
     }
     for node in &nodes {
         node.shutdown().await?;

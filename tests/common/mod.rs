@@ -118,10 +118,17 @@ impl PeerProcess {
     /// Starts the example `name` (any demo peer: same flags, same routes).
     pub async fn start_example(name: &str, data: &Path, extra: &[String]) -> Self {
         let port = free_port();
-        let child = Command::new(example_binary(name))
-            .args(["--http", &format!("127.0.0.1:{port}"), "--data"])
+        let mut cmd = Command::new(example_binary(name));
+        cmd.args(["--http", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
-            .args(extra)
+            .args(extra);
+        Self::launch(cmd, port).await
+    }
+
+    /// Runs `cmd`, a demo peer set up to serve HTTP on 127.0.0.1:`port`,
+    /// and waits until it answers.
+    pub async fn launch(mut cmd: Command, port: u16) -> Self {
+        let child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
