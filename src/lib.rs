@@ -59,6 +59,7 @@
 //! | [`doc`] | [`Op`](doc::Op): what a request does to a session; the automerge document behind it (internal) |
 //! | [`id`] | [`SessionId`], [`DocKey`], [`NodeId`] |
 //! | [`clock`] | [`Clock`], [`SystemClock`], [`ManualClock`] for tests |
+//! | [`metrics`] | the Prometheus series [`Node::metrics`] renders |
 //!
 //! ## Cargo features
 //!
@@ -76,6 +77,7 @@ mod engine;
 mod error;
 pub mod http;
 pub mod id;
+pub mod metrics;
 pub mod net;
 mod node;
 mod replicator;

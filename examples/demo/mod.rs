@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -25,6 +25,7 @@ pub(crate) fn app(node: Node) -> Router {
         .route("/session/{key}/incr", post(incr))
         .layer(layer)
         .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
         .with_state(node)
 }
 
@@ -93,6 +94,13 @@ async fn cycle(session: Session) -> Result<StatusCode, Failure> {
 async fn invalidate(session: Session) -> Result<StatusCode, Failure> {
     session.invalidate().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, sessionmesh::metrics::CONTENT_TYPE)],
+        node.metrics().await,
+    )
 }
 
 async fn cluster(State(node): State<Node>) -> Json<Value> {

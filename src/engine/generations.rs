@@ -288,6 +288,7 @@ fn run<R>(
         return Err(crate::store::Error::Corrupt("the current generation vanished".into()).into());
     };
     if gen != lineage.gen {
+        shared.metrics.generation_switches.inc();
         tracing::debug!(session = %key.short(), from = lineage.gen, to = gen, "new generation");
     }
     let summary = shared.summary_of(&mut doc, gen)?;

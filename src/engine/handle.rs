@@ -1,6 +1,7 @@
 //! [`Engine`]: the handle the async layers hold.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use automerge::sync;
 
@@ -13,6 +14,7 @@ use super::{replica, requests, sweep};
 use crate::clock::Millis;
 use crate::doc::Op;
 use crate::id::{DocKey, NodeId};
+use crate::metrics::{label, secs, Metrics};
 use crate::store::LineageId;
 use crate::{Config, Error};
 
@@ -59,6 +61,43 @@ impl Engine {
         self.shared.now()
     }
 
+    /// The node's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Documents loaded in memory, and their estimated bytes.
+    pub(crate) fn cache_usage(&self) -> (usize, usize) {
+        self.shared.cache().usage()
+    }
+
+    /// Runs the write `f`, counting it (or its error) and its time.
+    fn timed<T>(
+        &self,
+        kind: &'static str,
+        f: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let start = Instant::now();
+        let out = f();
+        let m = &self.shared.metrics;
+        match &out {
+            Ok(_) => {
+                m.commit_seconds.observe(secs(start.elapsed()));
+                m.commits.get_or_create(&label("kind", kind)).inc();
+            }
+            Err(e) => {
+                let error = match e {
+                    Error::TooLarge { .. } => "too_large",
+                    Error::Doc(_) => "invalid",
+                    Error::Store(_) => "storage",
+                    _ => "other",
+                };
+                m.commit_errors.get_or_create(&label("error", error)).inc();
+            }
+        }
+        out
+    }
+
     /// The session `key` as a request sees it, checked against `seen` (the
     /// state the client has seen); advances this node's last-access register
     /// when it is due.
@@ -80,7 +119,7 @@ impl Engine {
     /// Creates session `key` and applies `ops`.
     pub(crate) fn create(&self, key: DocKey, ops: &[Op]) -> Result<(SessionView, Pushes), Error> {
         self.check_open()?;
-        requests::create(&self.shared, key, ops, None)
+        self.timed("create", || requests::create(&self.shared, key, ops, None))
     }
 
     /// Applies `ops` to the live session `key`.
@@ -90,7 +129,7 @@ impl Engine {
         ops: &[Op],
     ) -> Result<(Option<SessionView>, Pushes), Error> {
         self.check_open()?;
-        requests::commit(&self.shared, key, ops)
+        self.timed("commit", || requests::commit(&self.shared, key, ops))
     }
 
     /// Moves the live session `old` to `new`, applies `ops`, ends `old`.
@@ -101,13 +140,23 @@ impl Engine {
         ops: &[Op],
     ) -> Result<(Option<SessionView>, Pushes), Error> {
         self.check_open()?;
-        requests::rotate(&self.shared, old, new, ops)
+        self.timed("rotate", || requests::rotate(&self.shared, old, new, ops))
     }
 
     /// A peer's change chunk for lineage `lineage` of `key`, persisted
     /// before this returns.
     pub(crate) fn apply_push(&self, key: DocKey, lineage: LineageId, chunk: &[u8]) -> Applied {
-        replica::apply_push(&self.shared, key, lineage, chunk)
+        let applied = replica::apply_push(&self.shared, key, lineage, chunk);
+        let outcome = match applied {
+            Applied::Yes => "applied",
+            Applied::MissingDeps => "deferred",
+            Applied::No => "refused",
+        };
+        let m = &self.shared.metrics;
+        m.pushes_received
+            .get_or_create(&label("outcome", outcome))
+            .inc();
+        applied
     }
 
     /// One step of automerge's sync protocol for lineage `lineage` of `key`
@@ -165,7 +214,12 @@ impl Engine {
 
     /// Tombstones dead sessions and forgets old tombstones.
     pub(crate) fn sweep(&self) -> Result<SweepReport, Error> {
-        sweep::sweep(&self.shared)
+        let report = sweep::sweep(&self.shared)?;
+        let m = &self.shared.metrics;
+        m.sweeps.inc();
+        m.tombstones.inc_by(report.tombstoned as u64);
+        m.tombstones_forgotten.inc_by(report.forgotten as u64);
+        Ok(report)
     }
 
     /// [`sweep`](Self::sweep) as the background sweeper runs it: a failure

@@ -11,6 +11,7 @@ use automerge::{ActorId, ChangeHash};
 use crate::clock::Millis;
 use crate::doc::{hash_heads, written_keys, SessionDoc, Status, Summary};
 use crate::id::{random_bytes, DocKey, NodeId};
+use crate::metrics::Metrics;
 use crate::store::{
     Cache, Db, Deferred, DirLock, LineageId, SlotState, Storage, Stored, IDENTITY_FILE,
 };
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     actor: ActorId,
     /// Documents stored here (live or dead and not yet tombstoned).
     sessions: AtomicUsize,
+    /// What the node reports to Prometheus (every layer counts here).
+    pub(crate) metrics: Metrics,
 }
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
@@ -130,6 +133,7 @@ impl Shared {
             node_id,
             actor: ActorId::from(random_bytes::<16>()),
             sessions: AtomicUsize::new(sessions),
+            metrics: Metrics::new(),
             config,
         })
     }

@@ -50,6 +50,7 @@ fn read_or_quarantine(shared: &Shared, key: DocKey) -> Result<SlotState, Error> 
     match shared.read(key) {
         Err(e) if undecodable(&e) => {
             let moved = shared.store()?.quarantine(key, None, shared.now());
+            shared.metrics.quarantined.inc();
             tracing::error!(
                 session = %key.short(),
                 error = %e,

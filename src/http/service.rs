@@ -187,7 +187,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let node = self.node.clone();
         let config = Arc::clone(&self.config);
-        Box::pin(async move {
+        let counted = node.clone();
+        let answer = async move {
             let Some(cookies) = req.extensions().get::<Cookies>().cloned() else {
                 tracing::error!("SessionService runs without tower-cookies' CookieManager");
                 return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
@@ -231,6 +232,13 @@ where
                     Ok(status(StatusCode::INTERNAL_SERVER_ERROR))
                 }
             }
+        };
+        Box::pin(async move {
+            let answer = answer.await;
+            if let Ok(response) = &answer {
+                counted.count_answer(response.status());
+            }
+            answer
         })
     }
 }

@@ -10,6 +10,7 @@ use crate::clock::Millis;
 use crate::doc::Op;
 use crate::engine::{Engine, Pushes, SessionView, SweepReport, Version, Wrap};
 use crate::id::{NodeId, SessionId};
+use crate::metrics::{gauge_value, label};
 use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::replicator::{Inbound, Replicator};
 use crate::store::Durability;
@@ -191,6 +192,47 @@ impl Node {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// This node's metrics in the OpenMetrics text format, which Prometheus
+    /// scrapes (the [`metrics`](crate::metrics) module lists the series).
+    /// Serve it on a route of your own with the `Content-Type`
+    /// [`metrics::CONTENT_TYPE`](crate::metrics::CONTENT_TYPE).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sessionmesh::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let node = sessionmesh::Node::open(sessionmesh::Config::new(dir.path())).await?;
+    /// node.create(&sessionmesh::SessionId::random(), &[]).await?;
+    /// let text = node.metrics().await;
+    /// assert!(text.contains("sessionmesh_commits_total{kind=\"create\"} 1"));
+    /// assert!(text.contains("sessionmesh_sessions 1"));
+    /// # node.shutdown().await
+    /// # }
+    /// ```
+    pub async fn metrics(&self) -> String {
+        let engine = self.engine();
+        let m = engine.metrics();
+        m.sessions.set(gauge_value(engine.session_count()));
+        let (cached, bytes) = engine.cache_usage();
+        m.sessions_cached.set(gauge_value(cached));
+        m.cache_bytes.set(gauge_value(bytes));
+        if let Some(repl) = self.shared.replicator.get() {
+            let (chunks, bytes) = repl.outbox_usage();
+            m.outbox_chunks.set(gauge_value(chunks));
+            m.outbox_bytes.set(gauge_value(bytes));
+            m.peers_connected.set(gauge_value(repl.peers().await.len()));
+        }
+        m.encode()
+    }
+
+    /// Counts an answer the session layer gave.
+    pub(crate) fn count_answer(&self, code: http::StatusCode) {
+        let answers = &self.engine().metrics().http_responses;
+        answers.get_or_create(&label("code", code.as_str())).inc();
     }
 
     /// The configuration the node was opened with.

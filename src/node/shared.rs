@@ -101,12 +101,13 @@ impl Shared {
             network = Some(net);
         }
         tracing::info!(node = %engine.node_id(), sessions = engine.session_count(), "node open");
+        let counters = Counters::new(engine.metrics().session_tokens.clone());
         Ok(Self {
             engine,
             tasks,
             network,
             replicator,
-            counters: Counters::default(),
+            counters,
             clock,
         })
     }

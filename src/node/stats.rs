@@ -2,17 +2,12 @@
 //! a request had to catch up to its session token, and how often that
 //! failed (a `503`, or a stale answer).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::metrics::{label, Counters as Family};
 
-/// The counters themselves, shared by every clone of a node.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    caught_up: AtomicU64,
-    refused_behind: AtomicU64,
-    served_stale: AtomicU64,
-    refused_unreachable: AtomicU64,
-    tokens_ignored: AtomicU64,
-}
+/// The counters themselves: the `sessionmesh_session_tokens_total` series of
+/// the node's metrics, by outcome.
+#[derive(Debug)]
+pub(super) struct Counters(Family);
 
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
@@ -24,26 +19,43 @@ pub(super) enum Count {
     TokenIgnored,
 }
 
+impl Count {
+    fn outcome(self) -> &'static str {
+        match self {
+            Count::CaughtUp => "caught_up",
+            Count::RefusedBehind => "refused_behind",
+            Count::ServedStale => "served_stale",
+            Count::RefusedUnreachable => "refused_unreachable",
+            Count::TokenIgnored => "ignored",
+        }
+    }
+}
+
 impl Counters {
+    /// Counters kept in `family` (shared with the metrics registry).
+    pub(super) fn new(family: Family) -> Self {
+        Self(family)
+    }
+
     pub(super) fn bump(&self, what: Count) {
-        let counter = match what {
-            Count::CaughtUp => &self.caught_up,
-            Count::RefusedBehind => &self.refused_behind,
-            Count::ServedStale => &self.served_stale,
-            Count::RefusedUnreachable => &self.refused_unreachable,
-            Count::TokenIgnored => &self.tokens_ignored,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .get_or_create(&label("outcome", what.outcome()))
+            .inc();
+    }
+
+    fn get(&self, what: Count) -> u64 {
+        self.0
+            .get(&label("outcome", what.outcome()))
+            .map_or(0, |c| c.get())
     }
 
     pub(super) fn snapshot(&self) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            caught_up: get(&self.caught_up),
-            refused_behind: get(&self.refused_behind),
-            served_stale: get(&self.served_stale),
-            refused_unreachable: get(&self.refused_unreachable),
-            tokens_ignored: get(&self.tokens_ignored),
+            caught_up: self.get(Count::CaughtUp),
+            refused_behind: self.get(Count::RefusedBehind),
+            served_stale: self.get(Count::ServedStale),
+            refused_unreachable: self.get(Count::RefusedUnreachable),
+            tokens_ignored: self.get(Count::TokenIgnored),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_bytes::{ByteArray, ByteBuf};
 use super::clock_sync::ClockSync;
 use super::exchange::{Exchange, Outcome};
 use crate::id::DocKey;
+use crate::metrics::label;
 use crate::net::{self, DigestEntry, Request, Response};
 use crate::tasks::blocking;
 use crate::Error;
@@ -25,9 +26,15 @@ const SYNC_CONCURRENCY: usize = 8;
 /// retries). The peer's answers measure its clock against this node's
 /// (`clock`).
 pub(crate) async fn anti_entropy(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) {
-    if let Err(e) = round(exchange, clock, peer).await {
-        tracing::debug!(%peer, error = %e, "anti-entropy round failed; will retry");
-    }
+    let outcome = match round(exchange, clock, peer).await {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "anti-entropy round failed; will retry");
+            "failed"
+        }
+    };
+    let rounds = &exchange.engine.metrics().anti_entropy_rounds;
+    rounds.get_or_create(&label("outcome", outcome)).inc();
 }
 
 async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> Result<(), Error> {
@@ -71,6 +78,8 @@ async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> 
             .into_iter()
             .map(|k| DocKey::from_array(k.into_array()))
             .collect();
+        let m = exchange.engine.metrics();
+        m.anti_entropy_documents.inc_by(keys.len() as u64);
         futures::stream::iter(keys.chunks(SYNC_BATCH))
             .for_each_concurrent(SYNC_CONCURRENCY, |batch| sync_batch(exchange, peer, batch))
             .await;

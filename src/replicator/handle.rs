@@ -15,6 +15,7 @@ use super::outbox::Outbox;
 use crate::clock::Corrected;
 use crate::engine::{Held, Pushes};
 use crate::id::DocKey;
+use crate::metrics::label;
 use crate::net::{self, Handler, PeerEvent, Replication, Request, Response, SyncPolicy, Transport};
 use crate::tasks::{blocking, Tasks};
 use crate::token::TokenKey;
@@ -246,12 +247,16 @@ impl Replicator {
         let deadline = Instant::now() + shared.config.fetch_timeout();
         self.pull(key, deadline, || false).await;
         let engine = &shared.exchange.engine;
-        if matches!(
+        let missed = matches!(
             blocking(false, || engine.lineages(key)),
             Ok(Held::Missing | Held::Gone { .. })
-        ) {
+        );
+        if missed {
             self.unknown().put(key, Instant::now());
         }
+        let outcome = if missed { "miss" } else { "hit" };
+        let fetches = &engine.metrics().fetches;
+        fetches.get_or_create(&label("outcome", outcome)).inc();
     }
 
     fn unknown(&self) -> std::sync::MutexGuard<'_, lru::LruCache<DocKey, Instant>> {
@@ -303,6 +308,11 @@ impl Replicator {
                 Ok(None) | Err(_) => return expired && !blocking(false, &done),
             }
         }
+    }
+
+    /// Chunks waiting in the outbox, all peers, and their bytes.
+    pub(crate) fn outbox_usage(&self) -> (usize, usize) {
+        self.shared.outbox.usage()
     }
 
     /// One anti-entropy round with every connected peer, one after another.

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
@@ -16,6 +17,7 @@ use super::exchange::Exchange;
 use super::lineage::to_wire;
 use crate::engine::Push;
 use crate::id::DocKey;
+use crate::metrics::{label, secs};
 use crate::net::{Pushed, Request, Response};
 use crate::store::LineageId;
 use crate::tasks::Tasks;
@@ -40,6 +42,8 @@ struct Item {
     /// Told whether the peer persisted the chunk. A chunk with a waiter that
     /// arrives before its predecessor is repaired at once by a sync.
     done: Option<oneshot::Sender<bool>>,
+    /// When it was queued (right after its commit), for the lag metric.
+    queued: Instant,
 }
 
 #[derive(Default)]
@@ -93,6 +97,10 @@ impl Outbox {
                     || queue.bytes + push.chunk.len() > MAX_QUEUED_BYTES
                 {
                     tracing::debug!(%peer, "push queue full; anti-entropy will carry the change");
+                    let m = exchange.engine.metrics();
+                    m.pushes_dropped
+                        .get_or_create(&label("peer", peer.to_string()))
+                        .inc();
                     if let Some(tx) = done {
                         let _ = tx.send(false);
                     }
@@ -104,6 +112,7 @@ impl Outbox {
                     lineage: push.lineage,
                     chunk: Arc::clone(&push.chunk),
                     done,
+                    queued: Instant::now(),
                 });
             }
             !std::mem::replace(&mut queue.sending, true)
@@ -114,6 +123,13 @@ impl Outbox {
             self.lock().remove(&peer);
         }
         receivers
+    }
+
+    /// Chunks queued for every peer, and their bytes.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        self.lock()
+            .values()
+            .fold((0, 0), |(n, b), q| (n + q.items.len(), b + q.bytes))
     }
 
     /// The next push for `peer`, or `None` (and the sender stops) when its
@@ -167,7 +183,18 @@ async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
                 Vec::new()
             }
         };
+        let m = exchange.engine.metrics();
+        let who = label("peer", peer.to_string());
+        m.pushes_sent.get_or_create(&who).inc_by(batch.len() as u64);
+        let persisted = acks.iter().filter(|a| a.applied || a.missing_deps).count();
+        m.pushes_acked.get_or_create(&who).inc_by(persisted as u64);
+        m.pushes_failed
+            .get_or_create(&who)
+            .inc_by((batch.len() - persisted) as u64);
         for (n, item) in batch.into_iter().enumerate() {
+            if acks.get(n).is_some_and(|a| a.applied || a.missing_deps) {
+                m.replication_lag.observe(secs(item.queued.elapsed()));
+            }
             let Some(done) = item.done else { continue };
             let ok = match acks.get(n) {
                 Some(ack) if ack.applied => true,

@@ -173,6 +173,12 @@ impl Cache {
         drop(evicted);
     }
 
+    /// Documents loaded, and their estimated bytes.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let inner = self.inner();
+        (inner.lru.len(), inner.used)
+    }
+
     /// Estimated bytes held.
     #[cfg(test)]
     pub(crate) fn used(&self) -> usize {
