@@ -233,3 +233,63 @@ async fn sigterm_under_load(name: &str) {
         acked.len()
     );
 }
+
+/// `RUST_LOG=sessionmesh=debug` prints the request path's and replication's
+/// spans, naming sessions by a hash of their key, never by their id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_show_request_and_replication_spans_without_session_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "2a".repeat(32);
+    let p2p = free_port();
+    let b_port = free_port();
+    let mut b = Command::new(example_binary("peer"));
+    b.args(["--http", &format!("127.0.0.1:{b_port}"), "--data"])
+        .arg(dir.path().join("b"))
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+        .args(["--cluster-key", &key]);
+    let _b = PeerProcess::launch(b, b_port).await;
+    let log_path = dir.path().join("a.log");
+    let a_port = free_port();
+    let mut a = Command::new(example_binary("peer"));
+    a.args(["--http", &format!("127.0.0.1:{a_port}"), "--data"])
+        .arg(dir.path().join("a"))
+        .args(["--peer", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+        .args(["--cluster-key", &key])
+        .env("RUST_LOG", "sessionmesh=debug");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut a = PeerProcess::launch_logged(a, a_port, log.into()).await;
+    common::wait_for_peers(&a.base, 1).await;
+    let http = Client::new();
+    let res = http
+        .put(format!("{}/session/user", a.base))
+        .body("\"ada\"")
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&res).unwrap();
+    let id = cookie.trim_start_matches("id=").to_owned();
+    let read = common::session_json(&http, &a.base, Some(&cookie)).await;
+    assert_eq!(read["user"], "ada");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("push answered")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let pid = a.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::task::block_in_place(|| wait_exit(&mut a, Duration::from_secs(20)));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for span in ["session.create", "session.load", "replication.push"] {
+        assert!(log.contains(span), "no {span} span in:\n{log}");
+    }
+    assert!(log.contains("close"), "spans are printed as they close");
+    assert!(!log.contains(&id), "the session id leaked into the log");
+}

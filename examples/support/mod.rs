@@ -30,12 +30,20 @@ pub(crate) fn exit(
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, automerge's
+/// own spans from `warn`). Spans the
+/// filter lets through are printed when they close, with their duration:
+/// `RUST_LOG=sessionmesh=debug` shows every request's `session.*` span and
+/// every `replication.*` exchange.
 pub(crate) fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // automerge opens info-level spans deep inside every save.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,automerge=warn".into()),
         )
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
         .init();
 }
 

@@ -256,6 +256,7 @@ impl Shared {
     }
 
     /// What `key` holds on disk, read into a slot's state.
+    #[tracing::instrument(name = "store.read", level = "trace", skip_all, fields(session = %key.short()))]
     pub(crate) fn read(&self, key: DocKey) -> Result<SlotState, Error> {
         Ok(match self.store()?.load(key)? {
             Stored::Missing => SlotState::Missing,
@@ -310,6 +311,7 @@ impl Shared {
     /// summary read in full. The write that would fill the change log to
     /// `compact_every` writes the whole document instead (compaction).
     /// Returns the chunk of what was gained.
+    #[tracing::instrument(name = "store.persist", level = "trace", skip_all, fields(session = %key.short()))]
     pub(crate) fn persist(
         &self,
         key: DocKey,

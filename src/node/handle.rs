@@ -327,6 +327,7 @@ impl Node {
     /// [`Error::TooLarge`]; [`Error::Doc`] for a bad operation;
     /// [`Error::Store`] if the commit could not be persisted (nothing was
     /// created); [`Error::NotReplicated`]; [`Error::Shutdown`].
+    #[tracing::instrument(name = "session.create", level = "debug", skip_all, fields(session = %id.doc_key().short()))]
     pub async fn create(&self, id: &SessionId, ops: &[Op]) -> Result<SessionView, Error> {
         let (view, pushes) = self.run(|e| e.create(id.doc_key(), ops))?;
         self.push(pushes, true).await?;
@@ -344,6 +345,7 @@ impl Node {
     /// operation (nothing applied); [`Error::Store`] when the commit could not
     /// be persisted (nothing applied); [`Error::NotReplicated`] (applied and
     /// persisted here, but not confirmed by enough peers); [`Error::Shutdown`].
+    #[tracing::instrument(name = "session.commit", level = "debug", skip_all, fields(session = %id.doc_key().short(), ops = ops.len()))]
     pub async fn commit(&self, id: &SessionId, ops: &[Op]) -> Result<Option<SessionView>, Error> {
         let (view, pushes) = self.run(|e| e.commit(id.doc_key(), ops))?;
         self.push(pushes, true).await?;
@@ -357,6 +359,12 @@ impl Node {
     /// # Errors
     ///
     /// As [`create`](Self::create) and [`commit`](Self::commit).
+    #[tracing::instrument(
+        name = "session.rotate",
+        level = "debug",
+        skip_all,
+        fields(session = %old.doc_key().short(), to = %new.doc_key().short())
+    )]
     pub async fn rotate(
         &self,
         old: &SessionId,

@@ -22,6 +22,7 @@ impl Node {
 
     /// [`load`](Self::load), asking the peers for an id this node lacks
     /// only when `may_fetch()` says so (the HTTP layer's per-client limit).
+    #[tracing::instrument(name = "session.load", level = "debug", skip_all, fields(session = %id.doc_key().short()))]
     pub(crate) async fn load_gated(
         &self,
         id: &SessionId,

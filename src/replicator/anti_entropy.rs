@@ -25,6 +25,7 @@ const SYNC_CONCURRENCY: usize = 8;
 /// One anti-entropy round with `peer`; a failure is logged (the next round
 /// retries). The peer's answers measure its clock against this node's
 /// (`clock`).
+#[tracing::instrument(name = "replication.anti_entropy", level = "debug", skip_all, fields(%peer))]
 pub(crate) async fn anti_entropy(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) {
     let outcome = match round(exchange, clock, peer).await {
         Ok(()) => "ok",
@@ -80,6 +81,12 @@ async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> 
             .collect();
         let m = exchange.engine.metrics();
         m.anti_entropy_documents.inc_by(keys.len() as u64);
+        if !keys.is_empty() {
+            tracing::debug!(
+                documents = keys.len(),
+                "anti-entropy found differences; syncing"
+            );
+        }
         futures::stream::iter(keys.chunks(SYNC_BATCH))
             .for_each_concurrent(SYNC_CONCURRENCY, |batch| sync_batch(exchange, peer, batch))
             .await;

@@ -61,6 +61,7 @@ impl Exchange {
     /// Syncs `key` with `peer` until neither side has anything to send.
     /// Returns [`Outcome::Done`] or [`Outcome::Gone`]; an exchange that
     /// stopped early is an error.
+    #[tracing::instrument(name = "replication.sync", level = "debug", skip_all, fields(%peer, session = %key.short()))]
     pub(crate) async fn sync_doc(&self, peer: PeerId, key: DocKey) -> Result<Outcome, Error> {
         match self.sync_docs(peer, &[key]).await?.pop() {
             Some(Outcome::Stopped(reason)) => Err(net::Error::Request { peer, reason }.into()),
@@ -76,6 +77,7 @@ impl Exchange {
     /// node holds nothing, a question); the peer's first answer says which
     /// lineages it holds, and the exchange takes on every other lineage the
     /// [plan](super::lineage::plan) names, in the same rounds.
+    #[tracing::instrument(name = "replication.sync_batch", level = "debug", skip_all, fields(%peer, documents = keys.len()))]
     pub(crate) async fn sync_docs(
         &self,
         peer: PeerId,

@@ -228,6 +228,7 @@ impl Replicator {
     /// Asks every connected peer for `key`, waiting at most the fetch
     /// timeout for a free slot and as long again for the answers; an id no
     /// peer held (live) a moment ago is not asked for again yet.
+    #[tracing::instrument(name = "replication.fetch", level = "debug", skip_all, fields(session = %key.short()))]
     pub(crate) async fn fetch(&self, key: DocKey) {
         let shared = &self.shared;
         let now = Instant::now();
@@ -255,6 +256,7 @@ impl Replicator {
             self.unknown().put(key, Instant::now());
         }
         let outcome = if missed { "miss" } else { "hit" };
+        tracing::debug!(outcome, "fetch on miss");
         let fetches = &engine.metrics().fetches;
         fetches.get_or_create(&label("outcome", outcome)).inc();
     }

@@ -154,6 +154,12 @@ impl Inbound {
 
 impl Handler for Inbound {
     fn on_request(&self, peer: PeerId, req: Request) -> Response {
+        let kind = match &req {
+            Request::Push { .. } => "push",
+            Request::Sync { .. } => "sync",
+            Request::Digest { .. } => "digest",
+        };
+        let _span = tracing::debug_span!("replication.inbound", %peer, kind).entered();
         let response = match req {
             Request::Push { items } => Response::Acks {
                 acks: items.iter().map(|p| self.answer_push(p)).collect(),

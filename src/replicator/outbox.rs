@@ -12,6 +12,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 use serde_bytes::{ByteArray, ByteBuf};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::exchange::Exchange;
 use super::lineage::to_wire;
@@ -162,50 +163,62 @@ impl Outbox {
 /// persisted" (their senders are dropped).
 async fn drain(outbox: Arc<Outbox>, exchange: Arc<Exchange>, peer: PeerId) {
     while let Some(batch) = outbox.next_batch(peer) {
-        let req = Request::Push {
-            items: batch
-                .iter()
-                .map(|i| Pushed {
-                    key: ByteArray::new(*i.key.as_bytes()),
-                    changes: ByteBuf::from(i.chunk.to_vec()),
-                    lineage: to_wire(i.lineage),
-                })
-                .collect(),
-        };
-        let acks = match exchange.transport.request(peer, req).await {
-            Ok(Response::Acks { acks }) if acks.len() == batch.len() => acks,
-            Ok(other) => {
-                tracing::debug!(%peer, ?other, "push not answered with acks");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "push failed");
-                Vec::new()
-            }
-        };
-        let m = exchange.engine.metrics();
-        let who = label("peer", peer.to_string());
-        m.pushes_sent.get_or_create(&who).inc_by(batch.len() as u64);
-        let persisted = acks.iter().filter(|a| a.applied || a.missing_deps).count();
-        m.pushes_acked.get_or_create(&who).inc_by(persisted as u64);
-        m.pushes_failed
-            .get_or_create(&who)
-            .inc_by((batch.len() - persisted) as u64);
-        for (n, item) in batch.into_iter().enumerate() {
-            if acks.get(n).is_some_and(|a| a.applied || a.missing_deps) {
-                m.replication_lag.observe(secs(item.queued.elapsed()));
-            }
-            let Some(done) = item.done else { continue };
-            let ok = match acks.get(n) {
-                Some(ack) if ack.applied => true,
-                Some(ack) if ack.missing_deps => matches!(
-                    exchange.sync_doc(peer, item.key).await,
-                    Ok(super::exchange::Outcome::Done)
-                ),
-                _ => false,
-            };
-            let _ = done.send(ok);
+        let span = tracing::debug_span!("replication.push", %peer, chunks = batch.len());
+        push_batch(&exchange, peer, batch).instrument(span).await;
+    }
+}
+
+/// Sends one push and tells its waiters whether the peer persisted each
+/// chunk.
+async fn push_batch(exchange: &Exchange, peer: PeerId, batch: Vec<Item>) {
+    let req = Request::Push {
+        items: batch
+            .iter()
+            .map(|i| Pushed {
+                key: ByteArray::new(*i.key.as_bytes()),
+                changes: ByteBuf::from(i.chunk.to_vec()),
+                lineage: to_wire(i.lineage),
+            })
+            .collect(),
+    };
+    let acks = match exchange.transport.request(peer, req).await {
+        Ok(Response::Acks { acks }) if acks.len() == batch.len() => acks,
+        Ok(other) => {
+            tracing::debug!(%peer, ?other, "push not answered with acks");
+            Vec::new()
         }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "push failed");
+            Vec::new()
+        }
+    };
+    let m = exchange.engine.metrics();
+    let who = label("peer", peer.to_string());
+    m.pushes_sent.get_or_create(&who).inc_by(batch.len() as u64);
+    let persisted = acks.iter().filter(|a| a.applied || a.missing_deps).count();
+    tracing::debug!(
+        acked = persisted,
+        failed = batch.len() - persisted,
+        "push answered"
+    );
+    m.pushes_acked.get_or_create(&who).inc_by(persisted as u64);
+    m.pushes_failed
+        .get_or_create(&who)
+        .inc_by((batch.len() - persisted) as u64);
+    for (n, item) in batch.into_iter().enumerate() {
+        if acks.get(n).is_some_and(|a| a.applied || a.missing_deps) {
+            m.replication_lag.observe(secs(item.queued.elapsed()));
+        }
+        let Some(done) = item.done else { continue };
+        let ok = match acks.get(n) {
+            Some(ack) if ack.applied => true,
+            Some(ack) if ack.missing_deps => matches!(
+                exchange.sync_doc(peer, item.key).await,
+                Ok(super::exchange::Outcome::Done)
+            ),
+            _ => false,
+        };
+        let _ = done.send(ok);
     }
 }
 

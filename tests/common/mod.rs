@@ -126,12 +126,20 @@ impl PeerProcess {
     }
 
     /// Runs `cmd`, a demo peer set up to serve HTTP on 127.0.0.1:`port`,
-    /// and waits until it answers.
-    pub async fn launch(mut cmd: Command, port: u16) -> Self {
+    /// and waits until it answers. It logs warnings to this test's stderr,
+    /// unless `cmd` sets `RUST_LOG` itself (then its log goes to `log`).
+    pub async fn launch(cmd: Command, port: u16) -> Self {
+        Self::launch_logged(cmd, port, Stdio::inherit()).await
+    }
+
+    /// [`launch`](Self::launch), its stderr going to `log`.
+    pub async fn launch_logged(mut cmd: Command, port: u16, log: Stdio) -> Self {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "warn");
+        }
         let child = cmd
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn peer");
         let base = format!("http://127.0.0.1:{port}");
