@@ -89,7 +89,7 @@ mod token;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::Config;
-pub use engine::{SessionView, SweepReport, Version};
+pub use engine::{SessionView, SweepReport, Version, PRINCIPAL_ATTRIBUTE};
 pub use error::Error;
 pub use id::{DocKey, NodeId, ParseIdError, SessionId};
 pub use node::{Node, Stats};

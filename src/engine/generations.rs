@@ -302,6 +302,7 @@ fn run<R>(
         saved,
         kept,
     };
+    super::principals::index(shared, key, None, &summary)?;
     let (rec, list) = shared.store()?.write_chain(key, &write, record, &others)?;
     let state = SlotState::Doc {
         doc,

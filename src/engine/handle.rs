@@ -10,7 +10,7 @@ use super::replica::{Applied, Step};
 use super::requests::Loaded;
 use super::shared::{Pushes, Shared, Wrap};
 use super::view::{SessionView, SweepReport, Version};
-use super::{replica, requests, sweep};
+use super::{principals, replica, requests, sweep};
 use crate::clock::Millis;
 use crate::doc::Op;
 use crate::id::{DocKey, NodeId};
@@ -210,6 +210,18 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<(DocKey, u64)>, Error> {
         replica::digest(&self.shared, from, to, limit)
+    }
+
+    /// The live sessions of `principal` held here.
+    pub(crate) fn sessions_of(&self, principal: &str) -> Result<Vec<(DocKey, SessionView)>, Error> {
+        self.check_open()?;
+        principals::sessions_of(&self.shared, principal)
+    }
+
+    /// Invalidates every live session of `principal` held here.
+    pub(crate) fn invalidate_all_of(&self, principal: &str) -> Result<(usize, Pushes), Error> {
+        self.check_open()?;
+        principals::invalidate_all_of(&self.shared, principal)
     }
 
     /// Tombstones dead sessions and forgets old tombstones.

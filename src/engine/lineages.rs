@@ -191,6 +191,7 @@ pub(crate) fn adopt(shared: &Shared, key: DocKey, target: LineageId) -> Result<b
             tracing::debug!(session = %key.short(), from = lineage.gen, to = target.gen, "back to a peer's generation");
         }
         let old = *record;
+        super::principals::index(shared, key, None, &summary)?;
         let old_others = std::mem::take(others);
         match store.write_chain(key, &write, old, &old_others) {
             Ok((rec, list)) => {

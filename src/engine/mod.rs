@@ -16,12 +16,14 @@
 //! | `requests.rs` | what a request does: load, create, commit, rotate |
 //! | `replica.rs` | what a peer sends: a pushed change, a sync step, a digest, an end |
 //! | `sweep.rs` | tombstoning dead sessions, forgetting old tombstones |
+//! | `principals.rs` | the sessions of a principal: the index, "log out everywhere" |
 //! | `view.rs` | [`SessionView`], [`SweepReport`] |
 
 mod deferred;
 mod generations;
 mod handle;
 mod lineages;
+mod principals;
 mod replica;
 mod requests;
 mod shared;
@@ -46,6 +48,7 @@ mod tombstone_tests;
 
 pub(crate) use handle::Engine;
 pub(crate) use lineages::{Held, LineageInfo};
+pub use principals::PRINCIPAL_ATTRIBUTE;
 pub(crate) use replica::{Applied, Step};
 pub(crate) use requests::Loaded;
 pub(crate) use shared::{Push, Pushes, Wrap};

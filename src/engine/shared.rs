@@ -8,6 +8,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use automerge::{ActorId, ChangeHash};
 
+use super::principals::principal_of;
 use crate::clock::Millis;
 use crate::doc::{hash_heads, written_keys, SessionDoc, Status, Summary};
 use crate::id::{random_bytes, DocKey, NodeId};
@@ -332,11 +333,17 @@ impl Shared {
         };
         let lineage = *lineage;
         let written = exact.as_deref().and_then(written_keys);
+        // Indexed before when the document was stored here before (a new one
+        // may come with its principal in its summary already).
+        let before = record
+            .and_then(|_| principal_of(summary))
+            .map(str::to_owned);
         let result = summary
             .update(doc, written.as_deref())
             .map_err(Error::from)
             .and_then(|()| {
                 self.clamp(summary);
+                super::principals::index(self, key, before.as_deref(), summary)?;
                 let chunk = match exact {
                     Some(chunk) => chunk,
                     None => doc.save_after(heads),

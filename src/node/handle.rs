@@ -9,7 +9,7 @@ use super::stats::{Count, Stats};
 use crate::clock::Millis;
 use crate::doc::Op;
 use crate::engine::{Engine, Pushes, SessionView, SweepReport, Version, Wrap};
-use crate::id::{NodeId, SessionId};
+use crate::id::{DocKey, NodeId, SessionId};
 use crate::metrics::{gauge_value, label};
 use crate::net::{self, Multiaddr, Network, PeerId, Request, Response, Transport};
 use crate::replicator::{Inbound, Replicator};
@@ -227,6 +227,57 @@ impl Node {
             m.peers_connected.set(gauge_value(repl.peers().await.len()));
         }
         m.encode()
+    }
+
+    /// The live sessions of `principal` (see
+    /// [`Session::set_principal`](crate::http::Session::set_principal)),
+    /// by document key. Every node holds every session, so any node
+    /// answers for the whole cluster, as far as replication has reached it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the index or a session cannot be read;
+    /// [`Error::Shutdown`].
+    pub async fn sessions_of(&self, principal: &str) -> Result<Vec<(DocKey, SessionView)>, Error> {
+        self.run(|e| e.sessions_of(principal))
+    }
+
+    /// Invalidates every live session of `principal` — "log out
+    /// everywhere" — and returns how many it ended. Each end is replicated
+    /// like a logout (with `Replication::Sync`, this waits for the acks);
+    /// a session of the principal this node has not received yet is not
+    /// ended (call it again, or on another node, to catch those).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]; [`Error::NotReplicated`] (ended here, not
+    /// confirmed by enough peers); [`Error::Shutdown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sessionmesh::Error> {
+    /// use sessionmesh::doc::Op;
+    /// use sessionmesh::{Node, SessionId, PRINCIPAL_ATTRIBUTE};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let node = Node::open(sessionmesh::Config::new(dir.path())).await?;
+    /// let ops = [Op::Insert {
+    ///     key: PRINCIPAL_ATTRIBUTE.into(),
+    ///     json: "\"user-42\"".into(),
+    /// }];
+    /// node.create(&SessionId::random(), &ops).await?;
+    /// node.create(&SessionId::random(), &ops).await?;
+    /// assert_eq!(node.sessions_of("user-42").await?.len(), 2);
+    /// assert_eq!(node.invalidate_all_of("user-42").await?, 2);
+    /// assert!(node.sessions_of("user-42").await?.is_empty());
+    /// # node.shutdown().await
+    /// # }
+    /// ```
+    pub async fn invalidate_all_of(&self, principal: &str) -> Result<usize, Error> {
+        let (ended, pushes) = self.run(|e| e.invalidate_all_of(principal))?;
+        self.push(pushes, true).await?;
+        Ok(ended)
     }
 
     /// Counts an answer the session layer gave.

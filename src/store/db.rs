@@ -2,6 +2,7 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
+use super::db_principal::PrincipalKey;
 use super::files::write_private_file;
 use super::lineage::{after, log_key, Lineage, LineageId};
 use super::storage::{ChainWrite, Due, DueKind, Storage, Stored};
@@ -21,6 +22,8 @@ pub(super) const GLOG: &str = "glog";
 pub(super) const LINEAGES: &str = "lineages";
 /// Sessions whose stored bytes did not load, moved aside whole.
 pub(super) const QUAR: &str = "quarantine";
+/// Principal hash ‖ doc key: the sessions that may belong to a principal.
+pub(super) const PRINCIPALS: &str = "principals";
 const NODE_ID: &[u8] = b"node_id";
 /// The file, in the data directory, that holds the node's libp2p identity.
 pub(crate) const IDENTITY_FILE: &str = "p2p-identity";
@@ -106,6 +109,18 @@ impl Db {
 }
 
 impl Storage for Db {
+    fn index_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error> {
+        self.put_principal(principal, key)
+    }
+
+    fn principal_keys(&self, principal: &PrincipalKey) -> Result<Vec<DocKey>, Error> {
+        self.keys_of(principal)
+    }
+
+    fn unindex_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error> {
+        self.delete_principal(principal, key)
+    }
+
     fn load(&self, key: DocKey) -> Result<Stored, Error> {
         let Some(meta) = self.db.get_cf(self.cf(META)?, key.as_bytes())? else {
             if let Some(t) = self.db.get_cf(self.cf(TOMB)?, key.as_bytes())? {

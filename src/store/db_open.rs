@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamilyDescriptor, DBRecoveryMode, ErrorKind, Options, WriteOptions, DB};
 
-use super::db::{Db, EXP, GLOG, GSNAP, LINEAGES, LOG, META, QUAR, SNAP, TOMB};
+use super::db::{Db, EXP, GLOG, GSNAP, LINEAGES, LOG, META, PRINCIPALS, QUAR, SNAP, TOMB};
 use super::{Durability, Error};
 
 /// All memtables together, across column families.
@@ -67,14 +67,16 @@ impl Db {
         // are small and the WAL makes memtables durable anyway, so memtables
         // stay small and share one budget.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cfs = [SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES, QUAR]
-            .into_iter()
-            .map(|n| {
-                let mut cf = Options::default();
-                cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
-                cf.set_max_write_buffer_number(2);
-                ColumnFamilyDescriptor::new(n, cf)
-            });
+        let cfs = [
+            SNAP, LOG, META, EXP, TOMB, GSNAP, GLOG, LINEAGES, QUAR, PRINCIPALS,
+        ]
+        .into_iter()
+        .map(|n| {
+            let mut cf = Options::default();
+            cf.set_write_buffer_size(MEMTABLE_PER_FAMILY);
+            cf.set_max_write_buffer_number(2);
+            ColumnFamilyDescriptor::new(n, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::db_principal::PrincipalKey;
 use super::lineage::{Lineage, LineageId};
 use super::storage::{ChainWrite, Due, Storage, Stored};
 use super::{Error, Record};
@@ -171,6 +172,18 @@ fn would_be(
 }
 
 impl Storage for Faulty {
+    fn index_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error> {
+        self.inner.index_principal(principal, key)
+    }
+
+    fn principal_keys(&self, principal: &PrincipalKey) -> Result<Vec<DocKey>, Error> {
+        self.inner.principal_keys(principal)
+    }
+
+    fn unindex_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error> {
+        self.inner.unindex_principal(principal, key)
+    }
+
     fn load(&self, key: DocKey) -> Result<Stored, Error> {
         self.inner.load(key)
     }

@@ -14,6 +14,7 @@
 //! | `exp` | time (u64 BE) ‖ kind (u8) ‖ doc key | empty: the expiry index the sweeper walks |
 //! | `tomb` | doc key | time the session was tombstoned |
 //! | `quarantine` | doc key ‖ time (u64 BE) ‖ family (u8) ‖ original key | what was stored for a session whose bytes stopped loading, moved aside |
+//! | `principals` | principal hash (16 B) ‖ doc key | empty: the sessions that may belong to a principal (a superset, checked on read) |
 //! | `default` | `node_id` | this node's [`NodeId`](crate::NodeId) |
 //!
 //! A document is `snap ‖ log chunks in seq order`, which automerge loads as
@@ -45,6 +46,7 @@ mod cache;
 mod db;
 mod db_chain;
 mod db_open;
+mod db_principal;
 mod db_quarantine;
 mod error;
 #[cfg(any(test, feature = "testing"))]
@@ -57,6 +59,7 @@ mod storage;
 
 pub(crate) use cache::{Cache, Deferred, SlotState};
 pub(crate) use db::{Db, IDENTITY_FILE};
+pub(crate) use db_principal::PrincipalKey;
 pub use error::Error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use faults::Faulty;

@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 
+use super::db_principal::PrincipalKey;
 use super::lineage::{Lineage, LineageId};
 use super::{Error, Record};
 use crate::clock::Millis;
@@ -66,6 +67,16 @@ pub(crate) struct ChainWrite<'a> {
 /// Every call the engine makes of the disk. Each write is atomic: after a
 /// crash, all of it is there or none of it.
 pub(crate) trait Storage: Send + Sync + Debug {
+    /// Records that `key` may belong to `principal` (written before the
+    /// document naming it; readers check).
+    fn index_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error>;
+
+    /// Every key recorded for `principal`.
+    fn principal_keys(&self, principal: &PrincipalKey) -> Result<Vec<DocKey>, Error>;
+
+    /// Drops the record of `key` under `principal`.
+    fn unindex_principal(&self, principal: &PrincipalKey, key: DocKey) -> Result<(), Error>;
+
     /// The document `key`, its tombstone, or nothing.
     fn load(&self, key: DocKey) -> Result<Stored, Error>;
 

@@ -8,6 +8,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 mod commit;
+mod principal;
 
 use super::limit::FetchLimiter;
 use super::Expiry;
