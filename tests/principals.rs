@@ -92,7 +92,11 @@ async fn log_out_everywhere_ends_a_users_sessions_on_every_node_and_no_others() 
             assert!(node.load(alive).await.unwrap().is_some());
         }
     }
-    assert_eq!(ids_of(&a, "user-9").await, vec![moved.doc_key()]);
+    // On B the change of hands arrived as a push after the session itself:
+    // a change B may keep unapplied for a while, found all the same.
+    for node in [&a, &b] {
+        assert_eq!(ids_of(node, "user-9").await, vec![moved.doc_key()]);
+    }
 
     // The index outlives a restart.
     a.shutdown().await.unwrap();

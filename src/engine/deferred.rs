@@ -109,6 +109,7 @@ pub(crate) fn defer(
     };
     if deferred.chunks.len() + 1 >= DEFER_MAX
         || rec.log_count + 1 >= shared.config().compact_every()
+        || super::principals::may_write_principal(chunk)
     {
         return Ok(false);
     }

@@ -12,7 +12,7 @@ use super::requests;
 use super::shared::{Pushes, Shared};
 use super::slots::with_slot;
 use super::view::SessionView;
-use crate::doc::{Op, Status, Summary};
+use crate::doc::{written_keys, Op, Status, Summary};
 use crate::id::DocKey;
 use crate::store::{PrincipalKey, SlotState};
 use crate::Error;
@@ -58,6 +58,24 @@ pub(crate) fn index(
         }
         _ => Ok(()),
     }
+}
+
+/// Whether the change chunk `chunk` may set or remove the principal: its
+/// bytes name the attribute (an uncompressed change keeps its keys as
+/// plain strings), or it is compressed and its decoded keys do. Such a
+/// change is applied at once rather than deferred, so the index entry is
+/// written before it is stored (a deferred change would reach the index
+/// only when the session is next read).
+pub(crate) fn may_write_principal(chunk: &[u8]) -> bool {
+    const ROOT_KEY: &str = "data/sessionmesh.principal";
+    /// The chunk type byte of a compressed change (after magic and checksum).
+    const COMPRESSED_CHANGE: u8 = 2;
+    if chunk.get(8) == Some(&COMPRESSED_CHANGE) {
+        return written_keys(chunk).is_none_or(|keys| keys.iter().any(|k| k == ROOT_KEY));
+    }
+    chunk
+        .windows(ROOT_KEY.len())
+        .any(|w| w == ROOT_KEY.as_bytes())
 }
 
 /// The live sessions of `principal` on this node. Index entries of
@@ -113,6 +131,51 @@ pub(crate) fn invalidate_all_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_that_sets_or_removes_the_principal_is_recognised() {
+        use automerge::ActorId;
+
+        use crate::doc::SessionDoc;
+        use crate::id::NodeId;
+
+        let node = NodeId::random();
+        let mut doc = SessionDoc::new(ActorId::random(), node, 1_000, 60_000, 0);
+        doc.commit();
+        // The change that `ops` make, as a chunk.
+        let mut change = |ops: &dyn Fn(&mut SessionDoc)| {
+            let heads = doc.heads();
+            ops(&mut doc);
+            doc.commit();
+            doc.save_after(&heads)
+        };
+        let set = |value: &'static str| {
+            move |d: &mut SessionDoc| d.insert(PRINCIPAL_ATTRIBUTE, &value).unwrap()
+        };
+        assert!(!may_write_principal(&change(&|d| d
+            .insert("user", &"ada")
+            .unwrap())));
+        assert!(may_write_principal(&change(&set("user-42"))));
+        // A large change as automerge compresses it (sync messages do).
+        let compressed = |chunk: Vec<u8>| {
+            let bytes = automerge::Change::from_bytes(chunk)
+                .unwrap()
+                .bytes()
+                .into_owned();
+            assert_eq!(bytes[8], 2, "a large change is compressed");
+            bytes
+        };
+        let big = compressed(change(&|d| {
+            d.insert("big", &"x".repeat(4_000)).unwrap();
+            d.insert(PRINCIPAL_ATTRIBUTE, &"user-43").unwrap();
+        }));
+        assert!(may_write_principal(&big));
+        let big = compressed(change(&|d| d.insert("big", &"y".repeat(4_000)).unwrap()));
+        assert!(!may_write_principal(&big));
+        assert!(may_write_principal(&change(&|d| d
+            .remove(PRINCIPAL_ATTRIBUTE)
+            .unwrap())));
+    }
 
     #[test]
     fn principals_get_distinct_index_keys() {
