@@ -113,6 +113,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // The node runs on a tokio runtime of its own; actix-web on its system.
     let rt = tokio::runtime::Runtime::new()?;
     let node = rt.block_on(Node::open(args.config()))?;
+    rt.block_on(async { support::log_events(&node) });
     let listener = std::net::TcpListener::bind(args.http)?;
     rt.block_on(support::announce(&node, listener.local_addr()?));
     // One cookie key for the whole cluster, kept across restarts.

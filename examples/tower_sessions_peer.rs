@@ -134,6 +134,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::open(args.config()).await?;
+    support::log_events(&node);
     let listener = tokio::net::TcpListener::bind(args.http).await?;
     support::announce(&node, listener.local_addr()?).await;
     axum::serve(listener, app(node.clone()))

@@ -59,6 +59,7 @@
 //! | [`doc`] | [`Op`](doc::Op): what a request does to a session; the automerge document behind it (internal) |
 //! | [`id`] | [`SessionId`], [`DocKey`], [`NodeId`] |
 //! | [`clock`] | [`Clock`], [`SystemClock`], [`ManualClock`] for tests |
+//! | [`events`] | session lifecycle events ([`Node::subscribe`]) |
 //! | [`metrics`] | the Prometheus series [`Node::metrics`] renders |
 //!
 //! ## Cargo features
@@ -75,6 +76,7 @@ mod config;
 pub mod doc;
 mod engine;
 mod error;
+pub mod events;
 pub mod http;
 pub mod id;
 pub mod metrics;

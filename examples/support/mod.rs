@@ -47,6 +47,29 @@ pub(crate) fn init_tracing() {
         .init();
 }
 
+/// Logs every session lifecycle event the node reports (at `info`, target
+/// `events`), until the node shuts down.
+pub(crate) fn log_events(node: &sessionmesh::Node) {
+    let mut events = node.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => tracing::info!(
+                    target: "events",
+                    session = %e.session.short(),
+                    kind = ?e.kind,
+                    origin = ?e.origin,
+                    "session event"
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(target: "events", missed = n, "event log fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 /// Prints where the node serves, as the contract's tests expect.
 pub(crate) async fn announce(node: &sessionmesh::Node, http: SocketAddr) {
     println!("sessionmesh peer serving http://{http}");

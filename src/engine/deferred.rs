@@ -7,6 +7,7 @@
 use super::generations::advance;
 use super::shared::{digest_hash, Shared};
 use crate::doc::{change_header, written_keys, ChangeHeader};
+use crate::events::Origin;
 use crate::id::DocKey;
 use crate::store::SlotState;
 use crate::Error;
@@ -60,7 +61,14 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
     if heads != expected {
         // More than the deferred changes applied (none should): persist the
         // rest and read the summary in full.
-        shared.persist(key, state, &expected, shared.now(), None)?;
+        shared.persist(
+            key,
+            state,
+            &expected,
+            shared.now(),
+            None,
+            Origin::Replicated,
+        )?;
         return Ok(());
     }
     let written: Option<Vec<String>> = chunks
@@ -68,8 +76,10 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
         .map(|c| written_keys(c))
         .collect::<Option<Vec<_>>>()
         .map(|keys| keys.concat());
+    let ended = summary.ended;
     summary.update(doc, written.as_deref())?;
     shared.clamp(summary);
+    shared.emit_changes(key, true, ended, summary, Origin::Replicated);
     let SlotState::Doc {
         record: Some(rec),
         summary,

@@ -61,6 +61,11 @@ impl Engine {
         self.shared.now()
     }
 
+    /// A receiver of every lifecycle event from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.shared.subscribe()
+    }
+
     /// The node's metrics.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.shared.metrics

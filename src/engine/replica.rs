@@ -11,6 +11,7 @@ use super::shared::{ms, Pushes, Shared};
 use super::slots::{with_slot, with_slot_deferred};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
+use crate::events::Origin;
 use crate::id::DocKey;
 use crate::store::{Deferred, LineageId, SlotState};
 use crate::Error;
@@ -122,7 +123,7 @@ fn absorb<R>(
                 )));
             }
         } else if changed {
-            let persisted = shared.persist(key, state, &heads, now, exact);
+            let persisted = shared.persist(key, state, &heads, now, exact, Origin::Replicated);
             if persisted.is_err() && was_missing {
                 *state = prior(prior_tombstone);
             }

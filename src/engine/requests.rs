@@ -13,6 +13,7 @@ use super::slots::with_slot;
 use super::view::{SessionView, Version};
 use crate::clock::Millis;
 use crate::doc::{Op, SessionDoc, Status};
+use crate::events::Origin;
 use crate::id::DocKey;
 use crate::store::{Deferred, LineageId, SlotState};
 use crate::Error;
@@ -304,7 +305,7 @@ fn commit_slot(
     // would do, but it keeps memory in the document: RSS grew eightfold over
     // 100,000 sessions.)
     let chunk = doc.save_after(heads);
-    let chunk = shared.persist(key, state, heads, now, Some(chunk))?;
+    let chunk = shared.persist(key, state, heads, now, Some(chunk), Origin::Local)?;
     let mut pushes = vec![Push {
         key,
         lineage,

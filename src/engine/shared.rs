@@ -11,6 +11,7 @@ use automerge::{ActorId, ChangeHash};
 use super::principals::principal_of;
 use crate::clock::Millis;
 use crate::doc::{hash_heads, written_keys, SessionDoc, Status, Summary};
+use crate::events::{Event, EventKind, Origin};
 use crate::id::{random_bytes, DocKey, NodeId};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     sessions: AtomicUsize,
     /// What the node reports to Prometheus (every layer counts here).
     pub(crate) metrics: Metrics,
+    /// Lifecycle events, to every subscriber.
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 /// Fixed memory of one loaded document (automerge's op set and indexes).
@@ -135,8 +138,48 @@ impl Shared {
             actor: ActorId::from(random_bytes::<16>()),
             sessions: AtomicUsize::new(sessions),
             metrics: Metrics::new(),
+            events: tokio::sync::broadcast::Sender::new(crate::events::CAPACITY),
             config,
         })
+    }
+
+    /// A receiver of every lifecycle event from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Reports `kind` for `key` (no one listening is fine).
+    pub(crate) fn emit(&self, key: DocKey, kind: EventKind, origin: Origin) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Event {
+                session: key,
+                kind,
+                origin,
+                at: self.now(),
+            });
+        }
+    }
+
+    /// Reports what a document's new summary says happened to it: created
+    /// (`existed`: it was stored here before), or ended since `ended`.
+    pub(crate) fn emit_changes(
+        &self,
+        key: DocKey,
+        existed: bool,
+        ended: Option<Status>,
+        summary: &Summary,
+        origin: Origin,
+    ) {
+        if !existed && summary.ended.is_none() && summary.deadline.is_some() {
+            self.emit(key, EventKind::Created, origin);
+        }
+        if ended.is_none() {
+            match summary.ended {
+                Some(Status::Invalidated) => self.emit(key, EventKind::Invalidated, origin),
+                Some(Status::Rotated(to)) => self.emit(key, EventKind::Rotated { to }, origin),
+                _ => {}
+            }
+        }
     }
 
     /// The store, or [`Error::Shutdown`] once closed.
@@ -320,6 +363,7 @@ impl Shared {
         heads: &[ChangeHash],
         now: Millis,
         exact: Option<Vec<u8>>,
+        origin: Origin,
     ) -> Result<Vec<u8>, Error> {
         let SlotState::Doc {
             doc,
@@ -338,6 +382,7 @@ impl Shared {
         let before = record
             .and_then(|_| principal_of(summary))
             .map(str::to_owned);
+        let (existed, ended) = (record.is_some(), summary.ended);
         let result = summary
             .update(doc, written.as_deref())
             .map_err(Error::from)
@@ -362,6 +407,7 @@ impl Shared {
         match result {
             Ok((rec, chunk)) => {
                 *record = Some(rec);
+                self.emit_changes(key, existed, ended, summary, origin);
                 Ok(chunk)
             }
             Err(e) => {

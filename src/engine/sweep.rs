@@ -6,6 +6,7 @@ use super::slots::{undecodable, with_slot};
 use super::view::SweepReport;
 use crate::clock::Millis;
 use crate::doc::Status;
+use crate::events::{EventKind, Origin};
 use crate::id::DocKey;
 use crate::store::{Due, DueKind, SlotState};
 use crate::Error;
@@ -94,6 +95,9 @@ fn expire(shared: &Shared, key: DocKey, at: Millis, now: Millis) -> Result<bool,
             .tombstone(key, Some(rec), now, forget_at, ended)?;
         *state = SlotState::Tombstone { ended };
         shared.count_session(false);
+        if status == Status::Expired {
+            shared.emit(key, EventKind::Expired, Origin::Local);
+        }
         tracing::debug!(session = %key.short(), ended, "tombstoned");
         Ok(true)
     })

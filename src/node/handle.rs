@@ -280,6 +280,18 @@ impl Node {
         Ok(ended)
     }
 
+    /// A stream of this node's session lifecycle events from now on
+    /// (see [`events`](crate::events)): sessions created, rotated,
+    /// invalidated or expired here, and — marked
+    /// [`Origin::Replicated`](crate::events::Origin::Replicated) — those
+    /// this node learns of from its peers. A subscriber that falls more than
+    /// 4,096 events behind is told how many it missed
+    /// (`RecvError::Lagged`) and goes on from there.
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.engine().subscribe()
+    }
+
     /// Counts an answer the session layer gave.
     pub(crate) fn count_answer(&self, code: http::StatusCode) {
         let answers = &self.engine().metrics().http_responses;
