@@ -292,6 +292,11 @@ impl Node {
         self.engine().subscribe()
     }
 
+    /// This node's transient attributes (the session layer's).
+    pub(crate) fn transients(&self) -> &super::transient::Transients {
+        &self.shared.transients
+    }
+
     /// Counts an answer the session layer gave.
     pub(crate) fn count_answer(&self, code: http::StatusCode) {
         let answers = &self.engine().metrics().http_responses;

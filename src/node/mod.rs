@@ -13,6 +13,7 @@
 //! | `load.rs` | [`Node::load`]: a session from this node or its peers |
 //! | `clock.rs` | [`Node::clock_offsets`]: the node's clock against its peers' |
 //! | `secret.rs` | [`Node::cookie_secret`]: what applications key their cookies with |
+//! | `transient.rs` | transient attributes: values kept on this node only |
 
 mod catch_up;
 mod clock;
@@ -21,6 +22,7 @@ mod load;
 mod secret;
 mod shared;
 mod stats;
+mod transient;
 
 #[cfg(test)]
 mod fetch_tests;

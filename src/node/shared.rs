@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     /// The node's clock: the configured one, corrected toward the peers'.
     pub(super) clock: Arc<Corrected>,
+    /// Transient attributes of the sessions served here.
+    pub(crate) transients: super::transient::Transients,
 }
 
 impl Drop for Shared {
@@ -109,6 +111,7 @@ impl Shared {
             replicator,
             counters,
             clock,
+            transients: super::transient::Transients::default(),
         })
     }
 }

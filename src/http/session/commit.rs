@@ -35,6 +35,13 @@ impl Session {
                 .await
                 .map(|v| v.map(|v| (new, v))),
         };
+        match &result {
+            Ok(Some((now_id, _))) => {
+                self.settle_transients(id.filter(|old| old != now_id), *now_id);
+            }
+            Ok(None) => self.end_transients(id),
+            Err(_) => {}
+        }
         let mut st = self.state();
         match result {
             Ok(Some((id, view))) => {

@@ -9,6 +9,10 @@ use serde_json::Value;
 
 mod commit;
 mod principal;
+mod transient;
+
+/// A transient value, shared with the node's map.
+type TransientValue = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 use super::limit::FetchLimiter;
 use super::Expiry;
@@ -80,6 +84,9 @@ struct State {
     behind: bool,
     /// The node could not serve the state the client's token names.
     unavailable: Option<Unavailable>,
+    /// Transient values set (`Some`) or removed (`None`) while the id the
+    /// session will live under is not settled (new, or rotating).
+    transients: Vec<(String, Option<TransientValue>)>,
 }
 
 /// Why the session could not be served at all (both answer `503`).
@@ -334,6 +341,7 @@ impl Session {
         if let (Some(id), false) = (id, is_new) {
             self.inner.node.commit(&id, &[Op::Invalidate]).await?;
         }
+        self.end_transients(id);
         let mut st = self.state();
         *st = State {
             loaded: true,
