@@ -4,9 +4,16 @@
 # are present.
 #   librocksdb-dev  RocksDB 7.8.3, linked instead of building it from source
 #   libclang-dev    bindgen (librocksdb-sys) parses the RocksDB C header
+# With --test, also what the tests need:
+#   chromium, chromium-driver
+#                   headless browser and its WebDriver server, for the test
+#                   of the demo's status page (tests/status_page.rs)
 set -euo pipefail
 
 packages=(librocksdb-dev libclang-dev)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium chromium-driver)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

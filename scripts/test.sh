@@ -3,5 +3,5 @@
 # doctest. PROPTEST_CASES raises the property-test case count for long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 cargo test --all-features "$@"

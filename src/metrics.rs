@@ -13,6 +13,7 @@
 //! | `sessionmesh_pushes_sent_total{peer}` / `_acked_` / `_failed_` / `_dropped_` | counter | change chunks pushed to a peer; persisted by it; not (refused, lost, timed out); dropped from a full queue (anti-entropy carries them) |
 //! | `sessionmesh_pushes_received_total{outcome}` | counter | chunks peers pushed here: `applied`, `deferred`, `refused` |
 //! | `sessionmesh_replication_lag_seconds` | histogram | a chunk's time from its commit to the peer's acknowledgement |
+//! | `sessionmesh_peer_lag_seconds{peer}` | gauge | the last acknowledged push's lag, per peer |
 //! | `sessionmesh_outbox_chunks` / `_outbox_bytes` | gauge | chunks waiting to be pushed, all peers |
 //! | `sessionmesh_anti_entropy_rounds_total{outcome}` | counter | anti-entropy rounds with a peer: `ok`, `failed` |
 //! | `sessionmesh_anti_entropy_documents_total` | counter | documents a round found different and synced |
@@ -24,6 +25,7 @@
 //! | `sessionmesh_session_tokens_total{outcome}` | counter | session tokens: `caught_up`, `refused_behind`, `served_stale`, `refused_unreachable`, `ignored` ([`Stats`](crate::Stats)) |
 //! | `sessionmesh_peers_connected` | gauge | peers connected now |
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -64,6 +66,7 @@ pub(crate) struct Metrics {
     pub(crate) pushes_dropped: Counters,
     pub(crate) pushes_received: Counters,
     pub(crate) replication_lag: Histogram,
+    pub(crate) peer_lag: Family<Label, Gauge<f64, AtomicU64>>,
     pub(crate) outbox_chunks: Gauge,
     pub(crate) outbox_bytes: Gauge,
     pub(crate) anti_entropy_rounds: Counters,
@@ -107,6 +110,7 @@ impl Metrics {
             pushes_dropped: Counters::default(),
             pushes_received: Counters::default(),
             replication_lag: seconds(),
+            peer_lag: Family::default(),
             outbox_chunks: Gauge::default(),
             outbox_bytes: Gauge::default(),
             anti_entropy_rounds: Counters::default(),
@@ -181,6 +185,11 @@ impl Metrics {
             "replication_lag_seconds",
             "Time from a chunk's commit to a peer's acknowledgement",
             m.replication_lag.clone(),
+        );
+        r.register(
+            "peer_lag_seconds",
+            "The last acknowledged push's time from commit to acknowledgement, by peer",
+            m.peer_lag.clone(),
         );
         r.register(
             "outbox_chunks",

@@ -2,10 +2,13 @@
 //! `examples/peer.rs` and the integration tests (which include this file with
 //! `#[path]`).
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -15,8 +18,10 @@ use sessionmesh::{Error, Node};
 /// The demo's routes over `node`. The cookie is not `Secure`, because the
 /// demo serves plain HTTP on loopback.
 pub(crate) fn app(node: Node) -> Router {
+    STARTED.get_or_init(Instant::now);
     let layer = SessionLayer::new(node.clone()).with_secure(false);
     Router::new()
+        .route("/", get(|| async { Html(STATUS_PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/session", get(read_all))
         .route("/session/cycle", post(cycle))
@@ -28,6 +33,13 @@ pub(crate) fn app(node: Node) -> Router {
         .route("/metrics", get(metrics))
         .with_state(node)
 }
+
+/// The status page: this node, its peers, and the visitor's session with
+/// buttons to write it (its script reads `/cluster` and `/session`).
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// When the demo app was first built in this process (its uptime).
+static STARTED: OnceLock<Instant> = OnceLock::new();
 
 /// An error as the demo answers it.
 struct Failure(StatusCode, String);
@@ -120,11 +132,31 @@ pub(crate) fn parse_by(body: &[u8]) -> Result<i64, String> {
 }
 
 /// `GET /cluster`'s body: this node's peer id, its connected peers, and the
-/// sessions it stores.
+/// sessions it stores; its listen addresses, uptime and each peer's last
+/// push lag.
 pub(crate) async fn cluster_json(node: &Node) -> Value {
     let peer_id = node
         .peer_id()
         .map_or_else(|| node.node_id().to_string(), |p| p.to_string());
-    let peers: Vec<String> = node.peers().await.iter().map(ToString::to_string).collect();
-    json!({ "peer_id": peer_id, "peers": peers, "sessions": node.session_count() })
+    let lags = node.peer_lags().await;
+    let peers: Vec<String> = lags.iter().map(|(p, _)| p.to_string()).collect();
+    let peer_lags_ms: serde_json::Map<String, Value> = lags
+        .iter()
+        .map(|(p, lag)| (p.to_string(), json!(lag.map(|l| l.as_secs_f64() * 1e3))))
+        .collect();
+    let addresses: Vec<String> = node
+        .listen_addrs()
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let uptime_s = STARTED.get().map_or(0, |t| t.elapsed().as_secs());
+    json!({
+        "peer_id": peer_id,
+        "peers": peers,
+        "sessions": node.session_count(),
+        "addresses": addresses,
+        "uptime_s": uptime_s,
+        "peer_lags_ms": peer_lags_ms,
+    })
 }

@@ -292,6 +292,22 @@ impl Node {
         self.engine().subscribe()
     }
 
+    /// Each connected peer with the lag of the last push it acknowledged
+    /// (commit to acknowledgement; `None` before the first).
+    pub async fn peer_lags(&self) -> Vec<(PeerId, Option<std::time::Duration>)> {
+        let lags = &self.engine().metrics().peer_lag;
+        self.peers()
+            .await
+            .into_iter()
+            .map(|p| {
+                let lag = lags
+                    .get(&label("peer", p.to_string()))
+                    .map(|g| std::time::Duration::from_secs_f64(g.get().max(0.0)));
+                (p, lag)
+            })
+            .collect()
+    }
+
     /// This node's transient attributes (the session layer's).
     pub(crate) fn transients(&self) -> &super::transient::Transients {
         &self.shared.transients

@@ -207,7 +207,9 @@ async fn push_batch(exchange: &Exchange, peer: PeerId, batch: Vec<Item>) {
         .inc_by((batch.len() - persisted) as u64);
     for (n, item) in batch.into_iter().enumerate() {
         if acks.get(n).is_some_and(|a| a.applied || a.missing_deps) {
-            m.replication_lag.observe(secs(item.queued.elapsed()));
+            let lag = secs(item.queued.elapsed());
+            m.replication_lag.observe(lag);
+            m.peer_lag.get_or_create(&who).set(lag);
         }
         let Some(done) = item.done else { continue };
         let ok = match acks.get(n) {
