@@ -8,11 +8,12 @@
 #   chromium, chromium-driver
 #                   headless browser and its WebDriver server, for the test
 #                   of the demo's status page (tests/status_page.rs)
+#   haproxy         the load balancer of the nemesis (tests/nemesis)
 set -euo pipefail
 
 packages=(librocksdb-dev libclang-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium chromium-driver)
+  packages+=(chromium chromium-driver haproxy)
 fi
 missing=()
 for p in "${packages[@]}"; do
