@@ -153,6 +153,11 @@ impl Config {
         self
     }
 
+    /// How many peers to dial were given ([`with_peer`](Self::with_peer)).
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Accepts connections only from these peers.
     #[must_use]
     pub fn with_allow_list(mut self, peers: impl IntoIterator<Item = PeerId>) -> Self {

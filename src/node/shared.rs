@@ -13,6 +13,9 @@ use crate::store::IDENTITY_FILE;
 use crate::tasks::{blocking, Tasks};
 use crate::{Config, Error};
 
+/// How long opening waits for a first peer's clock (see `clock_sync.rs`).
+const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Everything a node is, behind its handles.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -71,11 +74,6 @@ impl Shared {
             Err(_) => return Err(Error::Shutdown),
         };
         let tasks = Tasks::new();
-        let sweeper = engine.clone();
-        tasks.every(config.sweep_interval(), move || {
-            let engine = sweeper.clone();
-            async move { blocking(true, || engine.background_sweep()) }
-        });
         let replicator = OnceLock::new();
         let mut network = None;
         if let (Some(net_cfg), Some(keypair)) = (config.network(), keypair) {
@@ -99,9 +97,23 @@ impl Shared {
                 &tasks,
             );
             repl.watch_peers(net.local_peer_id(), events);
+            // A node with peers to dial does not serve before it has checked
+            // its clock against them (briefly: a peer may be down).
+            let peers = net_cfg.peer_count();
+            if peers > 0 && !repl.clock_measured(peers, CLOCK_CHECK).await {
+                tracing::warn!("not every peer answered within {CLOCK_CHECK:?}; serving with the clock as measured so far");
+            }
             let _ = replicator.set(repl);
             network = Some(net);
         }
+        // The sweeper judges expiry by the clock: it starts once the clock
+        // is checked (a first sweep with a clock far ahead would tombstone
+        // every session).
+        let sweeper = engine.clone();
+        tasks.every(config.sweep_interval(), move || {
+            let engine = sweeper.clone();
+            async move { blocking(true, || engine.background_sweep()) }
+        });
         tracing::info!(node = %engine.node_id(), sessions = engine.session_count(), "node open");
         let counters = Counters::new(engine.metrics().session_tokens.clone());
         Ok(Self {

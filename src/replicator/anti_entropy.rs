@@ -63,7 +63,7 @@ async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> 
             to: ByteBuf::from(to.clone()),
             entries,
         };
-        let sent = exchange.engine.now();
+        let sent = (exchange.engine.now(), clock.map(ClockSync::steps));
         let answer = exchange.transport.request(peer, req).await?;
         let Response::Differ { keys, until, now } = answer else {
             return Err(net::Error::Request {
@@ -72,8 +72,8 @@ async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> 
             }
             .into());
         };
-        if let (Some(clock), Some(theirs)) = (clock, now) {
-            clock.observe(peer, theirs, sent, exchange.engine.now());
+        if let (Some(clock), Some(theirs), (at, Some(steps))) = (clock, now, sent) {
+            let _ = clock.observe(peer, theirs, at, exchange.engine.now(), steps);
         }
         let keys: Vec<DocKey> = keys
             .into_iter()
@@ -100,6 +100,34 @@ async fn round(exchange: &Exchange, clock: Option<&ClockSync>, peer: PeerId) -> 
             return Ok(());
         }
         from = to;
+    }
+}
+
+/// Measures `peer`'s clock against this node's with an empty digest (a
+/// range with nothing in it: the answer carries only the peer's time),
+/// again when this node's clock moved during the round trip (a few times).
+pub(crate) async fn probe_clock(exchange: &Exchange, clock: &ClockSync, peer: PeerId) {
+    for _ in 0..4 {
+        let req = Request::Digest {
+            from: ByteBuf::from(vec![0]),
+            to: ByteBuf::from(vec![0]),
+            entries: Vec::new(),
+        };
+        let (sent, steps) = (exchange.engine.now(), clock.steps());
+        match exchange.transport.request(peer, req).await {
+            Ok(Response::Differ {
+                now: Some(theirs), ..
+            }) => {
+                if clock.observe(peer, theirs, sent, exchange.engine.now(), steps) {
+                    return;
+                }
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "clock probe failed");
+                return;
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
-use super::anti_entropy::anti_entropy;
+use super::anti_entropy::{anti_entropy, probe_clock};
 use super::clock_sync::ClockSync;
 use super::exchange::{Exchange, Outcome};
 use super::inbound::Inbound;
@@ -104,6 +104,11 @@ impl Replicator {
                 match event {
                     PeerEvent::Connected(peer) => {
                         repl.shared.exchange.states.forget_peer(peer);
+                        // Both ends measure the other's clock at once.
+                        let shared = Arc::clone(&repl.shared);
+                        repl.shared.tasks.spawn(async move {
+                            probe_clock(&shared.exchange, &shared.clock, peer).await;
+                        });
                         if local < peer {
                             let shared = Arc::clone(&repl.shared);
                             repl.shared.tasks.spawn(async move {
@@ -310,6 +315,19 @@ impl Replicator {
                 Ok(None) | Err(_) => return expired && !blocking(false, &done),
             }
         }
+    }
+
+    /// Waits until `peers` peers' clocks have been measured, at most
+    /// `limit`.
+    pub(crate) async fn clock_measured(&self, peers: usize, limit: std::time::Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.shared.clock.measured() < peers {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Chunks waiting in the outbox, all peers, and their bytes.
