@@ -228,11 +228,23 @@ pub async fn check(
     }
 }
 
-/// Operations by kind and outcome, and the share answered 2xx.
-pub fn tally(outcomes: &[Outcome]) -> (BTreeMap<String, BTreeMap<String, usize>>, f64) {
+/// Operations by kind and outcome, and the share answered 2xx; only those
+/// started while one of `faults` was on, when any are given.
+pub fn tally(
+    outcomes: &[Outcome],
+    faults: &[super::Fault],
+) -> (BTreeMap<String, BTreeMap<String, usize>>, f64) {
     let mut by: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let (mut ok, mut all) = (0usize, 0usize);
+    let during = |op: &Op| {
+        faults
+            .iter()
+            .any(|f| op.start_ms >= f.at_ms && op.start_ms < f.until_ms)
+    };
     for op in outcomes.iter().flat_map(|o| &o.ops) {
+        if !faults.is_empty() && !during(op) {
+            continue;
+        }
         let outcome = match op.status {
             0 => "no answer".to_owned(),
             s => s.to_string(),
@@ -269,8 +281,9 @@ pub fn markdown(title: &str, report: &Value) -> String {
     let _ = writeln!(md, "- operations: {}", report["operations"]);
     let _ = writeln!(
         md,
-        "- answered 2xx: {:.1} %",
-        report["availability"].as_f64().unwrap_or(0.0) * 100.0
+        "- answered 2xx: {:.1} % ({:.1} % of those started during a fault)",
+        report["availability"].as_f64().unwrap_or(0.0) * 100.0,
+        report["availability_during_faults"].as_f64().unwrap_or(0.0) * 100.0
     );
     let _ = writeln!(
         md,

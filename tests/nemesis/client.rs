@@ -248,11 +248,23 @@ pub async fn run(
                 ms(end)
             ));
             epoch.certain = false;
-            out.epochs.push(Epoch {
+            // The write went to the new session: it starts there.
+            let mut next = Epoch {
                 certain: true,
                 cookie: jar.id(),
                 ..Epoch::default()
-            });
+            };
+            match (kind, key) {
+                (Kind::Put, Some(key)) => {
+                    next.acked.insert(key, (served_by, ms(end)));
+                }
+                (Kind::Incr, _) => {
+                    next.acked_incr = 1;
+                    next.incr_log.push((served_by, ms(end)));
+                }
+                _ => {}
+            }
+            out.epochs.push(next);
             continue;
         }
         match kind {

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::net::Net;
 
+/// libfaketime (Debian package faketime).
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// The peers' HTTP and libp2p ports (inside their namespaces).
 const HTTP: u16 = 8080;
 const P2P: u16 = 7000;
@@ -19,6 +22,8 @@ pub struct Cluster {
     dir: PathBuf,
     replication: String,
     peers: Vec<Option<Child>>,
+    /// Each node's clock offset (libfaketime), `None` for the real clock.
+    skew: Vec<Option<String>>,
     haproxy: Option<Child>,
     /// The load balancer's address on loopback.
     pub front: String,
@@ -39,6 +44,7 @@ impl Cluster {
             dir: dir.to_owned(),
             replication: replication.to_owned(),
             peers: (0..n).map(|_| None).collect(),
+            skew: vec![None; n],
             haproxy: None,
             front: format!("http://127.0.0.1:{front_port}"),
         };
@@ -80,6 +86,14 @@ impl Cluster {
                 cmd.args(["--peer", &format!("/ip4/{}/tcp/{P2P}", net.addr(j))]);
             }
         }
+        if let Some(offset) = &self.skew[i] {
+            // libfaketime preloaded into the peer itself (so the pid is the
+            // peer's): wall clock shifted, monotonic time left alone.
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_DONT_RESET", "1");
+        }
         let child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -95,6 +109,14 @@ impl Cluster {
             Duration::from_secs(20),
         )
         .await;
+    }
+
+    /// Restarts node `i` with its wall clock shifted by `offset` (libfaketime
+    /// syntax, e.g. `+5s`, `-3s`, `+31m`), or back on the real clock.
+    pub async fn skew(&mut self, i: usize, offset: Option<&str>) {
+        self.kill(i);
+        self.skew[i] = offset.map(str::to_owned);
+        self.restart(i).await;
     }
 
     /// SIGKILL: no shutdown, no flush.

@@ -78,6 +78,10 @@ async fn nemesis(
     deadline: Instant,
 ) -> Vec<Fault> {
     let ms = || u64::try_from(epoch0.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // `NEMESIS_FAULTS`: the kinds to draw from (kill twice as likely).
+    let chosen = std::env::var("NEMESIS_FAULTS")
+        .unwrap_or_else(|_| "kill,kill,isolate,split,one,clock".to_owned());
+    let kinds: Vec<&str> = chosen.split(',').map(str::trim).collect();
     let mut faults = Vec::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1_500 + rng.below(2_000))).await;
@@ -86,8 +90,28 @@ async fn nemesis(
         }
         let hold = Duration::from_millis(2_000 + rng.below(3_000));
         let at_ms = ms();
-        let (kind, nodes) = match rng.below(5) {
-            0 | 1 => {
+        let kind = kinds[usize::try_from(rng.below(kinds.len() as u64)).unwrap_or(0)];
+        let (kind, nodes) = match kind {
+            "clock" => {
+                // One node's wall clock off by a few seconds either way, or
+                // (one time in four) by more than the idle timeout.
+                let x = pick(rng, 1)[0];
+                let offset = match rng.below(4) {
+                    0 => "+31m".to_owned(),
+                    k => format!("{}{}s", if k == 1 { "-" } else { "+" }, 2 + rng.below(4)),
+                };
+                cluster.skew(x, Some(&offset)).await;
+                tokio::time::sleep(hold).await;
+                cluster.skew(x, None).await;
+                faults.push(Fault {
+                    kind: format!("clock {offset}"),
+                    nodes: vec![x],
+                    at_ms,
+                    until_ms: ms(),
+                });
+                continue;
+            }
+            "kill" => {
                 let k = 1 + usize::try_from(rng.below(2)).unwrap_or(0);
                 let nodes = pick(rng, k);
                 for &i in &nodes {
@@ -99,14 +123,14 @@ async fn nemesis(
                 }
                 ("kill", nodes)
             }
-            2 => {
+            "isolate" => {
                 let x = pick(rng, 1)[0];
                 cluster.net.set_reach(|i, j| i != x && j != x);
                 tokio::time::sleep(hold).await;
                 cluster.net.heal();
                 ("isolate", vec![x])
             }
-            3 => {
+            "split" => {
                 let minority = pick(rng, 2);
                 let side = |i: usize| minority.contains(&i);
                 cluster.net.set_reach(|i, j| side(i) == side(j));
@@ -213,7 +237,8 @@ async fn run(replication: &str) {
         .unwrap();
     let converged = check::converge(&http, &bases, &outcomes, Duration::from_secs(60)).await;
     let findings = check::check(&http, &bases, &outcomes, converged).await;
-    let (by_kind, availability) = check::tally(&outcomes);
+    let (by_kind, availability) = check::tally(&outcomes, &[]);
+    let (_, during_faults) = check::tally(&outcomes, &faults);
     let operations: usize = outcomes.iter().map(|o| o.ops.len()).sum();
     let report = json!({
         "replication": replication,
@@ -223,6 +248,7 @@ async fn run(replication: &str) {
         "clients": clients,
         "operations": operations,
         "availability": availability,
+        "availability_during_faults": during_faults,
         "by_kind": by_kind,
         "faults": faults,
         "findings": findings,
