@@ -9,11 +9,12 @@
 #                   headless browser and its WebDriver server, for the test
 #                   of the demo's status page (tests/status_page.rs)
 #   haproxy         the load balancer of the nemesis (tests/nemesis)
+#   faketime        libfaketime, the nemesis's clock skew
 set -euo pipefail
 
 packages=(librocksdb-dev libclang-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium chromium-driver haproxy)
+  packages+=(chromium chromium-driver haproxy faketime)
 fi
 missing=()
 for p in "${packages[@]}"; do

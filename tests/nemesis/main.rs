@@ -14,7 +14,8 @@
 //! Needs root (namespaces) and haproxy (`scripts/deps.sh --test`). Runs in
 //! CI as a short seeded variant, once per replication mode; settings:
 //! `NEMESIS_SECS` (faults phase, default 25), `NEMESIS_SEED` (default 1),
-//! `NEMESIS_CLIENTS` (default 16). Without root it says so and passes,
+//! `NEMESIS_CLIENTS` (default 16), `NEMESIS_FAULTS` (the kinds: `kill`,
+//! `isolate`, `split`, `one`, `clock`). Without root it says so and passes,
 //! unless `NEMESIS_REQUIRED=1` (CI sets it), when it fails.
 #![allow(
     clippy::unwrap_used,
