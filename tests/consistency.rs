@@ -18,7 +18,7 @@ use axum::Router;
 use common::{eventually, mesh, send, Answer, KEY};
 use serde_json::json;
 use sessionmesh::net::{self, Replication, StaleReads};
-use sessionmesh::{Config, ManualClock, Node};
+use sessionmesh::{Config, ManualClock, Node, SessionId};
 
 /// A browser: the cookies the demo app sets, sent back on every request to
 /// any node (they share the host).
@@ -239,8 +239,10 @@ async fn an_isolated_node_s_sessions_are_answered_503_elsewhere_never_replaced()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_that_prove_nothing_are_ignored_without_waiting() {
-    // B's clock runs a day behind A's: A's tokens are from B's future.
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // A third node of the cluster, its clock a day ahead and never connected
+    // (connected, the nodes would agree on the time), mints a token from B's
+    // future.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let day = 24 * 3_600_000;
     let now = u64::try_from(
         std::time::SystemTime::now()
@@ -250,7 +252,7 @@ async fn tokens_that_prove_nothing_are_ignored_without_waiting() {
     )
     .unwrap();
     let mut nodes = Vec::new();
-    for (dir, clock) in dirs.iter().zip([now, now - day]) {
+    for (dir, clock) in dirs.iter().zip([now, now, now + day]) {
         let net = net::Config::new(KEY)
             .with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
             .with_catch_up(Duration::from_secs(2));
@@ -268,23 +270,20 @@ async fn tokens_that_prove_nothing_are_ignored_without_waiting() {
     let mut other = Browser::default();
     other.put(&a, "k", "2").await;
     eventually("replicated", || async { nodes[1].session_count() == 2 }).await;
-    let token = user.cookies["id_seen"].clone();
-    let forged = {
+    let id: SessionId = user.cookies["id"].parse().unwrap();
+    let version = nodes[1].load(&id).await.unwrap().unwrap().version;
+    let from_the_future = nodes[2].token(&id, &version).unwrap();
+    let with = |token: &str| {
         let mut b = user.clone();
-        b.cookies.insert("id_seen".into(), "AQAAAAAAAAAAAQ".into());
+        b.cookies.insert("id_seen".into(), token.to_owned());
         b
     };
-    let foreign = {
-        let mut b = user.clone();
-        b.cookies
-            .insert("id_seen".into(), other.cookies["id_seen"].clone());
-        b
-    };
-    for (what, mut browser) in [
-        ("from the future", user),
-        ("forged", forged),
-        ("of another session", foreign),
+    for (what, token) in [
+        ("from the future", from_the_future),
+        ("forged", "AQAAAAAAAAAAAQ".to_owned()),
+        ("of another session", other.cookies["id_seen"].clone()),
     ] {
+        let mut browser = with(&token);
         let started = Instant::now();
         let read = browser.get(&b).await;
         assert_eq!(read.status, StatusCode::OK, "{what}");
