@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{cookie_of, PeerProcess};
+use common::cookie_of;
 use reqwest::{header, Client, StatusCode};
 
 /// One scrape: every sample by its name and labels, as written.
@@ -55,29 +55,10 @@ impl Scrape {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_report_what_a_burst_of_writes_did() {
-    let key = "2a".repeat(32);
-    let p2p: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let mut args = vec![
-            "--listen".to_owned(),
-            format!("/ip4/127.0.0.1/tcp/{}", p2p[i]),
-            "--cluster-key".to_owned(),
-            key.clone(),
-        ];
-        for (j, port) in p2p.iter().enumerate() {
-            if j != i {
-                args.push("--peer".to_owned());
-                args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
-            }
-        }
-        peers.push(PeerProcess::start_with(dirs[i].path(), &args).await);
-    }
+    let paths: Vec<&std::path::Path> = dirs.iter().map(tempfile::TempDir::path).collect();
+    let peers = common::peer_mesh(&paths, &[]).await;
     let http = Client::new();
-    for p in &peers {
-        common::wait_for_peers(&p.base, 2).await;
-    }
     let a = &peers[0].base;
 
     // A burst of increments on A, one session.

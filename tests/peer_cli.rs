@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::{Command, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{cookie_of, example_binary, free_port, PeerProcess};
-use reqwest::{header, Client, StatusCode};
+use reqwest::{Client, StatusCode};
 
 /// Every setting of the demo contract, as a flag and as a variable.
 const SETTINGS: [(&str, &str); 9] = [
@@ -179,34 +177,7 @@ async fn sigterm_under_load(name: &str) {
         .await
         .unwrap();
     let cookie = cookie_of(&first).unwrap();
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (http, base, cookie, acked) = (
-                http.clone(),
-                peer.base.clone(),
-                cookie.clone(),
-                Arc::clone(&acked),
-            );
-            tokio::spawn(async move {
-                for i in 0..5_000 {
-                    let key = format!("w{w}-{i}");
-                    let res = http
-                        .put(format!("{base}/session/{key}"))
-                        .header(header::COOKIE, &cookie)
-                        .body(i.to_string())
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                            acked.lock().unwrap().insert(key);
-                        }
-                        _ => return,
-                    }
-                }
-            })
-        })
-        .collect();
+    let (acked, writers) = common::spawn_writers(&http, &peer.base, &cookie, 4);
     while acked.lock().unwrap().len() < 200 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

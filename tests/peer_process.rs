@@ -5,54 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{cookie_of, PeerProcess};
-use reqwest::{header, Client, StatusCode};
+use common::{cookie_of, spawn_writers, PeerProcess};
+use reqwest::{Client, StatusCode};
 use sessionmesh::{Config, Node, SessionId};
-
-type Acked = Arc<Mutex<BTreeSet<String>>>;
-
-/// `n` writers that PUT fresh keys into one session until a request fails,
-/// recording every key that was answered 204.
-fn spawn_writers(
-    http: &Client,
-    base: &str,
-    cookie: &str,
-    n: usize,
-) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
-    let acked: Acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let writers = (0..n)
-        .map(|w| {
-            let (http, base, cookie, acked) = (
-                http.clone(),
-                base.to_owned(),
-                cookie.to_owned(),
-                Arc::clone(&acked),
-            );
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let key = format!("w{w}-{i}");
-                    let res = http
-                        .put(format!("{base}/session/{key}"))
-                        .header(header::COOKIE, &cookie)
-                        .body(i.to_string())
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                            acked.lock().unwrap().insert(key);
-                        }
-                        _ => return,
-                    }
-                }
-            })
-        })
-        .collect();
-    (acked, writers)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill() {
@@ -98,31 +55,10 @@ async fn every_acknowledged_write_survives_sigkill() {
 /// served by B and C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_replication_loses_no_acknowledged_write_when_a_node_is_killed() {
-    let key = "2a".repeat(32);
-    let p2p: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let mut args = vec![
-            "--listen".to_owned(),
-            format!("/ip4/127.0.0.1/tcp/{}", p2p[i]),
-            "--cluster-key".to_owned(),
-            key.clone(),
-            "--replication".to_owned(),
-            "sync".to_owned(),
-        ];
-        for (j, port) in p2p.iter().enumerate() {
-            if j != i {
-                args.push("--peer".to_owned());
-                args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
-            }
-        }
-        peers.push(PeerProcess::start_with(dirs[i].path(), &args).await);
-    }
+    let paths: Vec<&std::path::Path> = dirs.iter().map(tempfile::TempDir::path).collect();
+    let mut peers = common::peer_mesh(&paths, &["--replication", "sync"]).await;
     let http = Client::new();
-    for p in &peers {
-        common::wait_for_peers(&p.base, 2).await;
-    }
     let first = http
         .put(format!("{}/session/seed", peers[0].base))
         .body("0")

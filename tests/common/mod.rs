@@ -264,3 +264,75 @@ pub async fn wait_for_peers(base: &str, n: usize) {
     })
     .await;
 }
+
+/// Keys a set of writers had answered 204.
+pub type Acked = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
+
+/// `n` writers that PUT fresh keys (`w<writer>-<i>`) into the session of
+/// `cookie` on `base` until a request fails (at most 10,000 each),
+/// recording every key that was answered 204.
+pub fn spawn_writers(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    n: usize,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+    let acked: Acked = Acked::default();
+    let writers = (0..n)
+        .map(|w| {
+            let (http, base, cookie, acked) = (
+                http.clone(),
+                base.to_owned(),
+                cookie.to_owned(),
+                std::sync::Arc::clone(&acked),
+            );
+            tokio::spawn(async move {
+                for i in 0..10_000 {
+                    let key = format!("w{w}-{i}");
+                    let res = http
+                        .put(format!("{base}/session/{key}"))
+                        .header(reqwest::header::COOKIE, &cookie)
+                        .body(i.to_string())
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => {
+                            acked.lock().expect("lock").insert(key);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, writers)
+}
+
+/// `n` demo peer processes on loopback, each listening on a free port and
+/// dialing all the others, with the cluster key and `extra` flags; returns
+/// once each sees the others.
+pub async fn peer_mesh(dirs: &[&Path], extra: &[&str]) -> Vec<PeerProcess> {
+    let key = "2a".repeat(32);
+    let p2p: Vec<u16> = dirs.iter().map(|_| free_port()).collect();
+    let mut peers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/{}", p2p[i]),
+            "--cluster-key".to_owned(),
+            key.clone(),
+        ];
+        for (j, port) in p2p.iter().enumerate() {
+            if j != i {
+                args.push("--peer".to_owned());
+                args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
+            }
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        peers.push(PeerProcess::start_with(dir, &args).await);
+    }
+    for p in &peers {
+        wait_for_peers(&p.base, dirs.len() - 1).await;
+    }
+    peers
+}
