@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{cookie_of, example_binary, free_port, PeerProcess};
 use reqwest::{Client, StatusCode};
@@ -144,18 +144,6 @@ async fn settings_come_from_a_config_file_and_the_environment() {
     );
 }
 
-/// Waits up to `limit` for the child to exit.
-fn wait_exit(peer: &mut PeerProcess, limit: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = peer.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < limit, "no exit {limit:?} after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Writers PUT fresh keys into one session; SIGTERM arrives mid-stream. Each
 /// demo peer drains, shuts its node down and exits 0, and every write it
 /// answered 204 is in its store.
@@ -170,24 +158,11 @@ async fn sigterm_under_load(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut peer = PeerProcess::start_example(name, dir.path(), &[]).await;
     let http = Client::new();
-    let first = http
-        .put(format!("{}/session/seed", peer.base))
-        .body("0")
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_of(&first).unwrap();
-    let (acked, writers) = common::spawn_writers(&http, &peer.base, &cookie, 4);
+    let (cookie, acked, writers) = common::start_writing(&http, &peer.base, 4).await;
     while acked.lock().unwrap().len() < 200 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let pid = peer.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::block_in_place(|| wait_exit(&mut peer, Duration::from_secs(20)));
+    let status = tokio::task::block_in_place(|| peer.terminate(Duration::from_secs(20)));
     assert!(status.success(), "SIGTERM ended {name} with {status}");
     for w in writers {
         w.await.unwrap();
@@ -250,13 +225,7 @@ async fn debug_logs_show_request_and_replication_spans_without_session_ids() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let pid = a.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    tokio::task::block_in_place(|| wait_exit(&mut a, Duration::from_secs(20)));
+    tokio::task::block_in_place(|| a.terminate(Duration::from_secs(20)));
     let log = std::fs::read_to_string(&log_path).unwrap();
     for span in ["session.create", "session.load", "replication.push"] {
         assert!(log.contains(span), "no {span} span in:\n{log}");

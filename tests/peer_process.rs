@@ -16,14 +16,7 @@ async fn every_acknowledged_write_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut peer = PeerProcess::start(dir.path()).await;
     let http = Client::new();
-    let first = http
-        .put(format!("{}/session/seed", peer.base))
-        .body("0")
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_of(&first).unwrap();
-    let (acked, writers) = spawn_writers(&http, &peer.base, &cookie, 4);
+    let (cookie, acked, writers) = common::start_writing(&http, &peer.base, 4).await;
     // Let a few hundred commits land, then kill mid-stream.
     while acked.lock().unwrap().len() < 300 {
         tokio::time::sleep(Duration::from_millis(5)).await;

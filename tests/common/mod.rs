@@ -153,6 +153,21 @@ impl PeerProcess {
         panic!("peer did not come up on {base}");
     }
 
+    /// SIGTERM, then waits (at most `limit`) for the process to exit.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.expect("kill").success(), "SIGTERM to {pid}");
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "no exit {limit:?} after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill");
@@ -306,6 +321,24 @@ pub fn spawn_writers(
         })
         .collect();
     (acked, writers)
+}
+
+/// Starts a session on `base` with one write, then `n` writers into it
+/// ([`spawn_writers`]); returns the session cookie too.
+pub async fn start_writing(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> (String, Acked, Vec<tokio::task::JoinHandle<()>>) {
+    let first = http
+        .put(format!("{base}/session/seed"))
+        .body("0")
+        .send()
+        .await
+        .expect("first write");
+    let cookie = cookie_of(&first).expect("a session cookie");
+    let (acked, writers) = spawn_writers(http, base, &cookie, n);
+    (cookie, acked, writers)
 }
 
 /// `n` demo peer processes on loopback, each listening on a free port and
