@@ -94,7 +94,7 @@ pub use config::Config;
 pub use engine::{SessionView, SweepReport, Version, PRINCIPAL_ATTRIBUTE};
 pub use error::Error;
 pub use id::{DocKey, NodeId, ParseIdError, SessionId};
-pub use node::{Node, Stats};
+pub use node::{Fingerprint, Node, Stats};
 pub use store::Durability;
 
 /// The README's code blocks, compiled and run as doctests.

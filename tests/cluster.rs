@@ -291,6 +291,21 @@ async fn partition_both_sides_write_then_heal_and_converge() {
         .await
         .unwrap()
         .unwrap();
+    // The two sides hold different sessions, and their fingerprints say so.
+    eventually("b and c alike", || async {
+        b.fingerprint().await.unwrap() == cc.fingerprint().await.unwrap()
+    })
+    .await;
+    let (left, right) = (
+        a.fingerprint().await.unwrap(),
+        b.fingerprint().await.unwrap(),
+    );
+    assert_eq!(
+        (left.sessions, right.sessions),
+        (1, 2),
+        "the logout ends one"
+    );
+    assert_ne!(left.hash, right.hash);
     partition(&[a], &[b, cc], false).await;
     for n in [a, b, cc] {
         eventually("converged", || async {
@@ -311,6 +326,15 @@ async fn partition_both_sides_write_then_heal_and_converge() {
         })
         .await;
     }
+    eventually("equal fingerprints", || async {
+        let prints = [
+            a.fingerprint().await.unwrap(),
+            b.fingerprint().await.unwrap(),
+            cc.fingerprint().await.unwrap(),
+        ];
+        prints[0].sessions == 1 && prints.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,8 +132,9 @@ pub(crate) fn parse_by(body: &[u8]) -> Result<i64, String> {
 }
 
 /// `GET /cluster`'s body: this node's peer id, its connected peers, and the
-/// sessions it stores; its listen addresses, uptime and each peer's last
-/// push lag.
+/// sessions it stores; its listen addresses, uptime, each peer's last
+/// push lag, and the fingerprint of its live sessions (equal on nodes that
+/// have converged).
 pub(crate) async fn cluster_json(node: &Node) -> Value {
     let peer_id = node
         .peer_id()
@@ -151,6 +152,11 @@ pub(crate) async fn cluster_json(node: &Node) -> Value {
         .map(ToString::to_string)
         .collect();
     let uptime_s = STARTED.get().map_or(0, |t| t.elapsed().as_secs());
+    let fingerprint = node
+        .fingerprint()
+        .await
+        .ok()
+        .map(|f| json!({"sessions": f.sessions, "hash": format!("{:016x}", f.hash)}));
     json!({
         "peer_id": peer_id,
         "peers": peers,
@@ -158,5 +164,6 @@ pub(crate) async fn cluster_json(node: &Node) -> Value {
         "addresses": addresses,
         "uptime_s": uptime_s,
         "peer_lags_ms": peer_lags_ms,
+        "fingerprint": fingerprint,
     })
 }

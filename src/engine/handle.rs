@@ -217,6 +217,15 @@ impl Engine {
         replica::digest(&self.shared, from, to, limit)
     }
 
+    /// Up to `limit` live sessions from `from` on, with their heads hash.
+    pub(crate) fn live_digest(
+        &self,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(DocKey, u64)>, Error> {
+        replica::live_digest(&self.shared, from, limit)
+    }
+
     /// The live sessions of `principal` held here.
     pub(crate) fn sessions_of(&self, principal: &str) -> Result<Vec<(DocKey, SessionView)>, Error> {
         self.check_open()?;

@@ -296,3 +296,18 @@ pub(crate) fn digest(
     let now: Millis = shared.now();
     Ok(shared.store()?.digest(from, to, now, limit)?)
 }
+
+/// [`digest`] of the live sessions only: those whose own deadline is still
+/// ahead. An ended session sits in the index until its tombstone grace
+/// after the moment this node learned of the end, which differs from node
+/// to node; a live one at its own deadline plus the grace, the same on
+/// every node holding the same changes.
+pub(crate) fn live_digest(
+    shared: &Shared,
+    from: &[u8],
+    limit: usize,
+) -> Result<Vec<(DocKey, u64)>, Error> {
+    let grace = super::shared::ms(shared.config().tombstone_grace());
+    let after = shared.now().saturating_add(grace).saturating_add(1);
+    Ok(shared.store()?.digest(from, None, after, limit)?)
+}

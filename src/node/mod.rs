@@ -11,12 +11,14 @@
 //! | `catch_up.rs` | serving a request at least the state its session token names |
 //! | `stats.rs` | [`Stats`]: the counts operators watch |
 //! | `load.rs` | [`Node::load`]: a session from this node or its peers |
+//! | `fingerprint.rs` | [`Node::fingerprint`]: whether two nodes hold the same sessions |
 //! | `clock.rs` | [`Node::clock_offsets`]: the node's clock against its peers' |
 //! | `secret.rs` | [`Node::cookie_secret`]: what applications key their cookies with |
 //! | `transient.rs` | transient attributes: values kept on this node only |
 
 mod catch_up;
 mod clock;
+mod fingerprint;
 mod handle;
 mod load;
 mod secret;
@@ -33,5 +35,6 @@ mod shutdown_tests;
 #[cfg(test)]
 mod tests;
 
+pub use fingerprint::Fingerprint;
 pub use handle::Node;
 pub use stats::Stats;
