@@ -73,6 +73,6 @@ pub use session_doc::{SessionDoc, Status};
 #[cfg(not(feature = "testing"))]
 pub(crate) use session_doc::{SessionDoc, Status};
 #[cfg(feature = "testing")]
-pub use summary::{written_keys, Summary};
+pub use summary::{may_write, written_keys, Summary, DEADLINE_KEYS};
 #[cfg(not(feature = "testing"))]
 pub(crate) use summary::{written_keys, Summary};

@@ -218,6 +218,30 @@ pub fn written_keys(chunk: &[u8]) -> Option<Vec<String>> {
         .collect()
 }
 
+/// The root keys whose change moves a session in the expiry index: its end
+/// (logout, rotation) and its timeouts. A change writing one of them
+/// changes where the session's deadline lies, not only when it was last
+/// used.
+pub const DEADLINE_KEYS: [&str; 5] = [INVALIDATED, SUCCESSOR, MAX_IDLE, ABSOLUTE, EXPIRY];
+
+/// Whether the change chunk `chunk` may write one of the root keys `keys`:
+/// its bytes name one (an uncompressed change keeps its keys as plain
+/// strings; a name inside another key's bytes also counts), or it is
+/// compressed and its decoded keys include one, or it does not decode.
+/// Cheap for the common uncompressed change; never `false` for a change
+/// that writes one of `keys`.
+#[must_use]
+pub fn may_write(chunk: &[u8], keys: &[&str]) -> bool {
+    /// The chunk type byte of a compressed change (after magic and checksum).
+    const COMPRESSED_CHANGE: u8 = 2;
+    if chunk.get(8) == Some(&COMPRESSED_CHANGE) {
+        return written_keys(chunk)
+            .is_none_or(|written| written.iter().any(|k| keys.contains(&k.as_str())));
+    }
+    keys.iter()
+        .any(|key| chunk.windows(key.len()).any(|w| w == key.as_bytes()))
+}
+
 impl SessionDoc {
     /// Reads the [`Summary`] out of the document.
     ///

@@ -6,7 +6,7 @@
 
 use super::generations::advance;
 use super::shared::{digest_hash, Shared};
-use crate::doc::{change_header, written_keys, ChangeHeader};
+use crate::doc::{change_header, may_write, written_keys, ChangeHeader, DEADLINE_KEYS};
 use crate::events::Origin;
 use crate::id::DocKey;
 use crate::store::SlotState;
@@ -97,7 +97,11 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
 
 /// Persists a pushed change without applying it, when it follows the
 /// document's (deferred) heads directly and neither the batch nor the
-/// change log is full. Returns `false` (nothing done) when the change
+/// change log is full. A change that may name the principal, end the
+/// session or change its timeouts is applied at once: the principal index
+/// and the expiry index (where the sweeper and fingerprints look) are
+/// written from the applied summary, and a deferred change reaches them
+/// only when the session is next read here — after a restart, maybe never. Returns `false` (nothing done) when the change
 /// cannot be deferred: the caller applies it at once, together with the
 /// batch, and that write compacts the log when it is due.
 pub(crate) fn defer(
@@ -120,6 +124,7 @@ pub(crate) fn defer(
     if deferred.chunks.len() + 1 >= DEFER_MAX
         || rec.log_count + 1 >= shared.config().compact_every()
         || super::principals::may_write_principal(chunk)
+        || may_write(chunk, &DEADLINE_KEYS)
     {
         return Ok(false);
     }

@@ -12,7 +12,7 @@ use super::requests;
 use super::shared::{Pushes, Shared};
 use super::slots::with_slot;
 use super::view::SessionView;
-use crate::doc::{written_keys, Op, Status, Summary};
+use crate::doc::{may_write, Op, Status, Summary};
 use crate::id::DocKey;
 use crate::store::{PrincipalKey, SlotState};
 use crate::Error;
@@ -60,22 +60,14 @@ pub(crate) fn index(
     }
 }
 
-/// Whether the change chunk `chunk` may set or remove the principal: its
-/// bytes name the attribute (an uncompressed change keeps its keys as
-/// plain strings), or it is compressed and its decoded keys do. Such a
-/// change is applied at once rather than deferred, so the index entry is
-/// written before it is stored (a deferred change would reach the index
-/// only when the session is next read).
+/// Whether the change chunk `chunk` may set or remove the principal (see
+/// [`may_write`]). Such a change is applied at once rather than deferred,
+/// so the index entry is written before it is stored (a deferred change
+/// would reach the index only when the session is next read).
 pub(crate) fn may_write_principal(chunk: &[u8]) -> bool {
+    /// The principal's root key in the document.
     const ROOT_KEY: &str = "data/sessionmesh.principal";
-    /// The chunk type byte of a compressed change (after magic and checksum).
-    const COMPRESSED_CHANGE: u8 = 2;
-    if chunk.get(8) == Some(&COMPRESSED_CHANGE) {
-        return written_keys(chunk).is_none_or(|keys| keys.iter().any(|k| k == ROOT_KEY));
-    }
-    chunk
-        .windows(ROOT_KEY.len())
-        .any(|w| w == ROOT_KEY.as_bytes())
+    may_write(chunk, &[ROOT_KEY])
 }
 
 /// The live sessions of `principal` on this node. Index entries of

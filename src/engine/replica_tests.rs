@@ -260,3 +260,29 @@ fn a_bundle_that_expands_while_parsing_is_refused_unparsed() {
     assert!(info.bytes_max < 1 << 20, "allocated {}", info.bytes_max);
     engine.close(true).unwrap();
 }
+
+#[test]
+fn a_pushed_logout_moves_the_session_in_the_expiry_index_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let key = SessionId::random().doc_key();
+    let (mut source, first) = remote_session(&clock);
+    {
+        let engine = open(dir.path(), &clock);
+        assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+        let write = change(&mut source, |d| d.insert("a", &1).unwrap());
+        assert_eq!(engine.apply_push(key, FIRST, &write), Applied::Yes);
+        let logout = change(&mut source, |d| d.invalidate().unwrap());
+        assert_eq!(engine.apply_push(key, FIRST, &logout), Applied::Yes);
+        // Not live, by the index alone (what fingerprints read).
+        assert_eq!(engine.live_digest(&[], 10).unwrap(), Vec::new());
+        engine.close(true).unwrap();
+    }
+    // Restarted without the session ever being read: the sweeper ends it
+    // now, not when its idle timeout would have.
+    let engine = open(dir.path(), &clock);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(engine.live_digest(&[], 10).unwrap(), Vec::new());
+    assert_eq!(engine.sweep().unwrap().tombstoned, 1);
+    engine.close(true).unwrap();
+}

@@ -22,7 +22,11 @@ pub struct Violation {
 #[derive(Debug, Serialize)]
 pub struct Findings {
     pub violations: Vec<Violation>,
+    /// From the last heal until every node's fingerprint was the same.
     pub converged_after_ms: Option<u64>,
+    /// From the last heal until every node answered the same for every
+    /// session, holding its acknowledged keys (one pass reads them all).
+    pub values_agreed_after_ms: Option<u64>,
     pub sessions_checked: usize,
     pub dead_ids_checked: usize,
 }
@@ -62,15 +66,47 @@ fn dead_ids(outcomes: &[Outcome]) -> Vec<(usize, &String)> {
         .collect()
 }
 
-/// Waits (up to `limit`) until every node answers the same for every final
-/// session and holds its acknowledged keys; returns how long it took.
+/// A node's fingerprint of its live sessions, from `GET /cluster`.
+async fn fingerprint(http: &reqwest::Client, base: &str) -> Option<Value> {
+    let res = http.get(format!("{base}/cluster")).send().await.ok()?;
+    let body: Value = res.json().await.ok()?;
+    Some(body.get("fingerprint")?.clone()).filter(|f| !f.is_null())
+}
+
+/// Waits (up to `limit` after `start`) until every node reports the same
+/// fingerprint: the same live sessions, change for change. Reads no
+/// session, so it records no access and measures convergence finely.
+pub async fn settle(
+    http: &reqwest::Client,
+    bases: &[String],
+    start: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    loop {
+        let mut prints = Vec::new();
+        for base in bases {
+            prints.push(fingerprint(http, base).await);
+        }
+        if prints[0].is_some() && prints.windows(2).all(|w| w[0] == w[1]) {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to `limit` after `start`) until every node answers the same
+/// for every final session and holds its acknowledged keys; returns how
+/// long it took.
 pub async fn converge(
     http: &reqwest::Client,
     bases: &[String],
     outcomes: &[Outcome],
+    start: Instant,
     limit: Duration,
 ) -> Option<Duration> {
-    let start = Instant::now();
     let sessions = final_sessions(outcomes);
     loop {
         let mut done = true;
@@ -110,17 +146,28 @@ pub async fn converge(
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Checks every node against the history.
 pub async fn check(
     http: &reqwest::Client,
     bases: &[String],
     outcomes: &[Outcome],
+    settled: Option<Duration>,
     converged: Option<Duration>,
 ) -> Findings {
     let mut violations = Vec::new();
+    if settled.is_none() {
+        violations.push(Violation {
+            what: "the nodes' fingerprints did not agree within 60 s of the last heal".into(),
+            ops: Vec::new(),
+        });
+    }
     if converged.is_none() {
         violations.push(Violation {
-            what: "the nodes did not converge within 60 s of the last heal".into(),
+            what: "the nodes did not answer alike within 60 s of the last heal".into(),
             ops: Vec::new(),
         });
     }
@@ -222,7 +269,8 @@ pub async fn check(
     }
     Findings {
         violations,
-        converged_after_ms: converged.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        converged_after_ms: settled.map(millis),
+        values_agreed_after_ms: converged.map(millis),
         sessions_checked: sessions.len(),
         dead_ids_checked,
     }
@@ -287,8 +335,9 @@ pub fn markdown(title: &str, report: &Value) -> String {
     );
     let _ = writeln!(
         md,
-        "- converged {} ms after the last heal",
-        f["converged_after_ms"]
+        "- converged (equal fingerprints) {} ms after the last heal; every session \
+         read alike on every node after {} ms",
+        f["converged_after_ms"], f["values_agreed_after_ms"]
     );
     let _ = writeln!(
         md,

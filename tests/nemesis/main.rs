@@ -236,8 +236,11 @@ async fn run(replication: &str) {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let converged = check::converge(&http, &bases, &outcomes, Duration::from_secs(60)).await;
-    let findings = check::check(&http, &bases, &outcomes, converged).await;
+    let healed = Instant::now();
+    let limit = Duration::from_secs(60);
+    let settled = check::settle(&http, &bases, healed, limit).await;
+    let converged = check::converge(&http, &bases, &outcomes, healed, limit).await;
+    let findings = check::check(&http, &bases, &outcomes, settled, converged).await;
     let (by_kind, availability) = check::tally(&outcomes, &[]);
     let (_, during_faults) = check::tally(&outcomes, &faults);
     let operations: usize = outcomes.iter().map(|o| o.ops.len()).sum();
