@@ -1,14 +1,15 @@
-//! sessionmesh side by side with tower-sessions (`MemoryStore`, and a Redis
-//! store against a real `redis-server` started on a loopback port), in one
+//! sessionmesh side by side with tower-sessions (`MemoryStore`, and Redis
+//! stores against real `redis-server`s started on loopback ports), in one
 //! run on one machine:
 //!
-//! - throughput of one request (read two attributes, increment a counter)
-//!   through axum over HTTP with keep-alive clients, each with its own
-//!   session: sessionmesh replicating to 2 peers (async, and sync with one
-//!   ack), tower-sessions + `MemoryStore`, tower-sessions + Redis; then
-//!   again with each client starting a new session every 100 requests
-//!   (sessionmesh's cost per write grows with the session's history); then
-//!   read-only requests, and nine reads to one read-and-increment;
+//! - the workload matrix (`matrix.rs`): read-only, 90 % reads, every
+//!   request incrementing (clients renewing their session every 100
+//!   requests, and keeping one for the whole run) × sessionmesh 3 nodes
+//!   async, 3 nodes sync (1 ack) and 1 node, tower-sessions with
+//!   `MemoryStore`, with Redis without persistence, and with Redis with an
+//!   append-only file and two replicas: requests per second and CPU µs per
+//!   request with keep-alive clients, then latency p50 / p99 / p99.9 at one
+//!   offered rate per workload (open loop, `open_loop.rs`);
 //! - the latency of a read on B right after the same user wrote on A (the
 //!   session token makes B catch up first);
 //! - replication lag write-on-A → visible-on-B with 3 nodes;
@@ -17,29 +18,38 @@
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only memory`, `-- --only throughput [--renew N]`,
-//! `-- --only workloads [--reps N]`, `-- --only read_after_write` or
+//! `-- --only matrix`, `-- --only memory`, `-- --only throughput [--renew
+//! N]`, `-- --only workloads [--reps N]`, `-- --only read_after_write` or
 //! `-- --only convergence` to profile one phase, which prints its figures
 //! and writes no JSON).
 //! Writes `target/bench/compare.json`, `compare_extra.json` and two SVG
 //! plots. Without `redis-server` on the PATH it says how to install it and
 //! reports Redis as `null`; it installs nothing.
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
+mod matrix;
+mod open_loop;
 mod raw;
 mod repl;
 mod svg;
+mod systems;
 mod throughput;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use matrix::{Matrix, RENEW_EVERY};
 use serde_json::json;
 use sessionmesh::http::SessionLayer;
 use sessionmesh::net::Replication;
 use sessionmesh::{Config, Node, SessionId};
+use systems::System;
 use throughput::Workload;
 
 /// One allocator for every system in the run: mimalloc. sessionmesh
@@ -171,131 +181,6 @@ async fn memory(n: usize, checkpoints: &[usize]) -> (u64, u64, Vec<(usize, f64)>
     (rss, disk, costs)
 }
 
-/// A `redis-server` on a free loopback port, or why there is none.
-fn start_redis() -> Result<(Child, u16), String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "redis-server not runnable ({e}); install it with: apt-get install -y redis-server"
-            )
-        })?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((child, port));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err("redis-server did not start".into())
-}
-
-async fn cluster(replication: Replication) -> (Vec<Node>, Vec<tempfile::TempDir>) {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for d in &dirs {
-        nodes.push(repl::node(d.path(), replication).await);
-    }
-    repl::connect(&nodes.iter().collect::<Vec<_>>()).await;
-    (nodes, dirs)
-}
-
-/// Clients of the second throughput table start a new session after this
-/// many requests.
-const RENEW_EVERY: u64 = 100;
-
-async fn throughput_of(app: axum::Router, p: &Plan, renew: Option<u64>, workload: Workload) -> f64 {
-    let (addr, server) = throughput::serve(app).await;
-    let rps = throughput::measure(addr, p.clients, p.warmup, p.run, renew, workload).await;
-    server.abort();
-    rps
-}
-
-/// Requests per second of the four systems, one after the other.
-struct Rates {
-    mesh: f64,
-    mesh_sync: f64,
-    memory: f64,
-    redis: Option<f64>,
-}
-
-impl Rates {
-    async fn measure(p: &Plan, renew: Option<u64>, workload: Workload) -> Self {
-        let mesh = mesh_rps(p, Replication::Async, renew, workload).await;
-        let mesh_sync = mesh_rps(p, Replication::Sync { acks: 1 }, renew, workload).await;
-        let memory = throughput_of(
-            throughput::tower_sessions_app(tower_sessions_014::MemoryStore::default()),
-            p,
-            renew,
-            workload,
-        )
-        .await;
-        let redis = redis_rps(p, renew, workload).await;
-        Self {
-            mesh,
-            mesh_sync,
-            memory,
-            redis,
-        }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "sessionmesh": self.mesh,
-            "sessionmesh_sync": self.mesh_sync,
-            "tower_sessions_memory": self.memory,
-            "tower_sessions_redis": self.redis,
-        })
-    }
-
-    fn rows(&self, suffix: &str) -> Vec<(String, f64)> {
-        let mut rows = vec![
-            (format!("sessionmesh (async, 2 peers){suffix}"), self.mesh),
-            (format!("sessionmesh (sync, 1 ack){suffix}"), self.mesh_sync),
-            (format!("tower-sessions + MemoryStore{suffix}"), self.memory),
-        ];
-        if let Some(r) = self.redis {
-            rows.push((format!("tower-sessions + Redis{suffix}"), r));
-        }
-        rows
-    }
-
-    fn print(&self, title: &str) {
-        println!("{title}");
-        println!();
-        println!(
-            "| system | req/s | vs tower-sessions + Redis | vs tower-sessions + MemoryStore |"
-        );
-        println!("|---|---|---|---|");
-        for (name, rps) in self.rows("") {
-            let vs_redis = self
-                .redis
-                .map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}x", rps / r));
-            println!(
-                "| {name} | {rps:.0} | {vs_redis} | {:.2}x |",
-                rps / self.memory
-            );
-        }
-        println!();
-    }
-}
-
 /// sessionmesh's requests per second: 3 nodes, the clients on the first.
 async fn mesh_rps(
     p: &Plan,
@@ -303,38 +188,13 @@ async fn mesh_rps(
     renew: Option<u64>,
     workload: Workload,
 ) -> f64 {
-    let (nodes, _dirs) = cluster(replication).await;
-    let rps = throughput_of(
-        throughput::sessionmesh_app(nodes[0].clone()),
-        p,
-        renew,
-        workload,
-    )
-    .await;
-    for n in &nodes {
-        n.shutdown().await.unwrap();
-    }
-    rps
-}
-
-async fn redis_rps(p: &Plan, renew: Option<u64>, workload: Workload) -> Option<f64> {
-    use tower_sessions_redis_store::fred::prelude::*;
-    let (mut child, port) = match start_redis() {
-        Ok(r) => r,
-        Err(why) => {
-            eprintln!("tower-sessions + Redis skipped: {why}");
-            return None;
-        }
-    };
-    let config = Config::from_url(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let pool = Pool::new(config, None, None, None, 4).unwrap();
-    let _conn = pool.connect();
-    pool.wait_for_connect().await.unwrap();
-    let store = tower_sessions_redis_store::RedisStore::new(pool);
-    let rps = throughput_of(throughput::tower_sessions_app(store), p, renew, workload).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    Some(rps)
+    let running = systems::cluster(replication).await;
+    let (addr, server) = throughput::serve(running.app.clone()).await;
+    let measured =
+        throughput::measure(addr, p.clients, (p.warmup, p.run), renew, workload, &[]).await;
+    server.abort();
+    running.stop().await;
+    measured.rps
 }
 
 fn out_dir() -> PathBuf {
@@ -363,6 +223,10 @@ fn main() {
         .build()
         .unwrap();
 
+    if only.as_deref() == Some("matrix") {
+        rt.block_on(Matrix::measure(&p)).print();
+        return;
+    }
     // Memory first, in a fresh process, so RSS is this phase's.
     if only.as_deref() == Some("throughput") {
         let rps = rt.block_on(mesh_rps(&p, Replication::Async, renew, Workload::Increment));
@@ -421,13 +285,11 @@ fn main() {
         return;
     }
 
-    eprintln!("throughput: {} clients, {:?} per system", p.clients, p.run);
-    let rates = rt.block_on(Rates::measure(&p, None, Workload::Increment));
-    eprintln!("throughput again, clients renewing their session every {RENEW_EVERY} requests");
-    let renewed = rt.block_on(Rates::measure(&p, Some(RENEW_EVERY), Workload::Increment));
-    eprintln!("throughput, read-only and 90 % read workloads");
-    let read_only = rt.block_on(Rates::measure(&p, None, Workload::ReadOnly));
-    let mix = rt.block_on(Rates::measure(&p, None, Workload::Mix90));
+    eprintln!(
+        "workload matrix: {} clients, {:?} per system and workload, then latency",
+        p.clients, p.run
+    );
+    let matrix = rt.block_on(Matrix::measure(&p));
     eprintln!(
         "read right after a write on another node: {} pairs",
         p.lag_samples
@@ -447,13 +309,21 @@ fn main() {
     eprintln!("convergence: {} diverged sessions", p.converge);
     let conv = rt.block_on(repl::convergence(p.converge)).as_secs_f64();
 
+    let (workloads, cpu, latency) = matrix.json();
+    let rps = |case: &str, system: System| matrix.cell(case, system).map(|c| c.rps);
+    let four = |case: &str| {
+        json!({
+            "sessionmesh": rps(case, System::Mesh),
+            "sessionmesh_sync": rps(case, System::MeshSync),
+            "tower_sessions_memory": rps(case, System::Memory),
+            "tower_sessions_redis": rps(case, System::Redis),
+        })
+    };
     let report = json!({
-        "throughput_rps": {
-            "sessionmesh": rates.mesh,
-            "sessionmesh_sync": rates.mesh_sync,
-            "tower_sessions_memory": rates.memory,
-            "tower_sessions_redis": rates.redis,
-        },
+        "throughput_rps": four("write_every_long"),
+        "workloads": workloads,
+        "cpu_us_per_request": cpu,
+        "latency_ms": latency,
         "replication_lag_ms": {"p50": p50, "p99": p99, "max": max},
         "convergence_s": {"sessions": p.converge, "seconds": conv},
         "memory": {"sessions": p.sessions, "rss_bytes": rss, "disk_bytes": disk},
@@ -463,15 +333,16 @@ fn main() {
         "clients": p.clients,
         "throughput_rps_renewed": {
             "renew_every": RENEW_EVERY,
-            "sessionmesh": renewed.mesh,
-            "sessionmesh_sync": renewed.mesh_sync,
-            "tower_sessions_memory": renewed.memory,
-            "tower_sessions_redis": renewed.redis,
+            "sessionmesh": rps("write_every", System::Mesh),
+            "sessionmesh_sync": rps("write_every", System::MeshSync),
+            "tower_sessions_memory": rps("write_every", System::Memory),
+            "tower_sessions_redis": rps("write_every", System::Redis),
         },
+        "latency_offered_rps": matrix.offered_json(),
         "per_request_us_by_sessions": costs.iter().map(|(n, us)| json!({"sessions": n, "median_us": us})).collect::<Vec<_>>(),
         "workloads_rps": {
-            "read_only": read_only.json(),
-            "mix_90_10": mix.json(),
+            "read_only": four("read_only"),
+            "mix_90_10": four("mix_90_10"),
         },
         "read_after_write_ms": {
             "pairs": raw.len(),
@@ -492,11 +363,9 @@ fn main() {
     )
     .unwrap();
 
-    let mut rows = rates.rows("");
-    rows.extend(renewed.rows(&format!(", new session every {RENEW_EVERY} req")));
     std::fs::write(
         dir.join("throughput.svg"),
-        svg::bars("Requests per second (read 2, increment 1)", "req/s", &rows),
+        svg::bars("Requests per second, by workload", "req/s", &matrix.rows()),
     )
     .unwrap();
     let lag_ms: Vec<f64> = lags.iter().map(|d| ms(*d)).collect();
@@ -509,12 +378,7 @@ fn main() {
     )
     .unwrap();
 
-    rates.print("throughput, each client keeping one session");
-    renewed.print(&format!(
-        "throughput, each client starting a new session every {RENEW_EVERY} requests"
-    ));
-    read_only.print("throughput, every request reads two attributes");
-    mix.print("throughput, nine reads to one read-and-increment");
+    matrix.print();
     println!(
         "read on B right after a write on A ({} pairs): p50 {:.3} ms, p99 {:.3} ms, {raw_misses} missed the write",
         raw.len(),

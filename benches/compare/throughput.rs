@@ -26,7 +26,8 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    fn route(self, n: u64) -> &'static str {
+    /// The route of a client's `n`-th request.
+    pub(crate) fn route(self, n: u64) -> &'static str {
         match self {
             Self::Increment => "/hit",
             Self::Mix90 if n % 10 == 9 => "/hit",
@@ -122,18 +123,69 @@ pub(crate) async fn serve(app: Router) -> (SocketAddr, tokio::task::JoinHandle<(
     (addr, task)
 }
 
-/// Runs `clients` keep-alive clients against `addr` for `warmup` + `run`
-/// and returns the requests per second over `run`.
+/// What one closed-loop run measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measured {
+    /// Answered (2xx) requests per second.
+    pub(crate) rps: f64,
+    /// CPU time (user + system) of this process and of `pids` during the
+    /// counted run, per answered request, in µs: clients included, which
+    /// cost the same for every system.
+    pub(crate) cpu_us: f64,
+}
+
+/// CPU seconds (user + system) used so far by this process and `pids`,
+/// from `/proc/<pid>/stat` (what `getrusage` reports, for other processes
+/// too).
+pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
+    let ticks = |path: String| -> u64 {
+        let stat = std::fs::read_to_string(path).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): state is
+        // the first, utime the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        field(11) + field(12)
+    };
+    let mut total = ticks("/proc/self/stat".into());
+    for pid in pids {
+        total += ticks(format!("/proc/{pid}/stat"));
+    }
+    total as f64 / clock_ticks_per_second()
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Runs `clients` keep-alive clients against `addr` for `warmup` + `run`;
+/// returns the requests per second over `run` and the CPU they took (this
+/// process's and `pids`').
 /// With `renew_every`, a client starts a new session (one `/seed`
 /// request, not counted) after that many requests.
 pub(crate) async fn measure(
     addr: SocketAddr,
     clients: usize,
-    warmup: Duration,
-    run: Duration,
+    (warmup, run): (Duration, Duration),
     renew_every: Option<u64>,
     workload: Workload,
-) -> f64 {
+    pids: &[u32],
+) -> Measured {
     let count = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,14 +228,20 @@ pub(crate) async fn measure(
     tokio::time::sleep(warmup).await;
     counting.store(true, Ordering::Relaxed);
     let start = Instant::now();
+    let cpu_before = cpu_seconds(pids);
     tokio::time::sleep(run).await;
     counting.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds(pids) - cpu_before;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
-    count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+    let answered = count.load(Ordering::Relaxed) as f64;
+    Measured {
+        rps: answered / elapsed.as_secs_f64(),
+        cpu_us: cpu * 1e6 / answered.max(1.0),
+    }
 }
 
 /// A client's cookies, kept as a browser keeps them.
