@@ -18,7 +18,8 @@
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only matrix`, `-- --only memory`, `-- --only throughput [--renew
+//! `-- --only matrix`, `-- --only cell --system S --workload W`, `-- --only
+//! memory`, `-- --only throughput [--renew
 //! N]`, `-- --only workloads [--reps N]`, `-- --only read_after_write` or
 //! `-- --only convergence` to profile one phase, which prints its figures
 //! and writes no JSON).
@@ -225,6 +226,34 @@ fn main() {
 
     if only.as_deref() == Some("matrix") {
         rt.block_on(Matrix::measure(&p)).print();
+        return;
+    }
+    if only.as_deref() == Some("cell") {
+        // One cell of the matrix, for profiling: `--system` and `--workload`
+        // take the keys of compare.json.
+        let arg = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let system = System::ALL
+            .into_iter()
+            .find(|s| s.key() == arg("--system"))
+            .expect("--system: one of the systems of compare.json");
+        let case = matrix::CASES
+            .into_iter()
+            .find(|c| c.key == arg("--workload"))
+            .expect("--workload: one of the workloads of compare.json");
+        let m = rt.block_on(matrix::cell(&p, system, &case));
+        println!(
+            "{} / {}: {:.0} req/s, {:.0} CPU us per request",
+            case.key,
+            system.key(),
+            m.rps,
+            m.cpu_us
+        );
         return;
     }
     // Memory first, in a fresh process, so RSS is this phase's.

@@ -84,6 +84,32 @@ where
     Some(out)
 }
 
+/// The closed-loop throughput of `system` under `case` (no latency run).
+///
+/// # Panics
+///
+/// When the system cannot run here (Redis missing).
+pub(crate) async fn cell(p: &Plan, system: System, case: &Case) -> Measured {
+    throughput_of(p, system, case)
+        .await
+        .expect("the system runs here")
+}
+
+async fn throughput_of(p: &Plan, system: System, case: &Case) -> Option<Measured> {
+    on(system, |addr, pids| async move {
+        throughput::measure(
+            addr,
+            p.clients,
+            (p.warmup, p.run),
+            case.renew,
+            case.workload,
+            &pids,
+        )
+        .await
+    })
+    .await
+}
+
 impl Matrix {
     pub(crate) async fn measure(p: &Plan) -> Self {
         let mut cells = Vec::new();
@@ -91,18 +117,7 @@ impl Matrix {
             let mut row = Vec::new();
             for system in System::ALL {
                 eprintln!("  {}: {}", case.key, system.label());
-                let measured = on(system, |addr, pids| async move {
-                    throughput::measure(
-                        addr,
-                        p.clients,
-                        (p.warmup, p.run),
-                        case.renew,
-                        case.workload,
-                        &pids,
-                    )
-                    .await
-                })
-                .await;
+                let measured = throughput_of(p, system, case).await;
                 row.push(measured.map(|Measured { rps, cpu_us }| Cell {
                     rps,
                     cpu_us,
