@@ -27,6 +27,7 @@ impl Node {
     /// generation switch has a different one. It reads the index only (no
     /// document is loaded, nothing is recorded as an access), so an
     /// operator or a test can poll it to see when a cluster has settled.
+    /// It walks the whole index: its cost grows with the sessions stored.
     ///
     /// # Errors
     ///

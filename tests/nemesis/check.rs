@@ -335,9 +335,9 @@ pub fn markdown(title: &str, report: &Value) -> String {
     );
     let _ = writeln!(
         md,
-        "- converged (equal fingerprints) {} ms after the last heal; every session \
-         read alike on every node after {} ms",
-        f["converged_after_ms"], f["values_agreed_after_ms"]
+        "- the last heal: every node up again after {} ms, converged (equal fingerprints) \
+         after {} ms; every session read alike on every node after {} ms",
+        report["all_up_after_heal_ms"], f["converged_after_ms"], f["values_agreed_after_ms"]
     );
     let _ = writeln!(
         md,

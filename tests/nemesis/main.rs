@@ -227,16 +227,17 @@ async fn run(replication: &str) {
     // A request a client gave up on may still land (haproxy's own timeouts
     // are shorter, but a node may be mid-commit): let those settle.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // The last heal: every node up, every link back.
+    // The last heal: every link back, every node up.
+    let healed = Instant::now();
     cluster.net.heal();
     for i in 0..NODES {
         cluster.restart(i).await;
     }
+    let all_up = healed.elapsed();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let healed = Instant::now();
     let limit = Duration::from_secs(60);
     let settled = check::settle(&http, &bases, healed, limit).await;
     let converged = check::converge(&http, &bases, &outcomes, healed, limit).await;
@@ -253,6 +254,7 @@ async fn run(replication: &str) {
         "operations": operations,
         "availability": availability,
         "availability_during_faults": during_faults,
+        "all_up_after_heal_ms": u64::try_from(all_up.as_millis()).unwrap_or(u64::MAX),
         "by_kind": by_kind,
         "faults": faults,
         "findings": findings,
