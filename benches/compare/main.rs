@@ -22,7 +22,8 @@
 //! memory`, `-- --only throughput [--renew
 //! N]`, `-- --only workloads [--reps N]`, `-- --only read_after_write` or
 //! `-- --only convergence` to profile one phase, which prints its figures
-//! and writes no JSON).
+//! and writes no JSON; `--only matrix` writes `matrix.json` and the
+//! throughput plot).
 //! Writes `target/bench/compare.json`, `compare_extra.json` and two SVG
 //! plots. Without `redis-server` on the PATH it says how to install it and
 //! reports Redis as `null`; it installs nothing.
@@ -225,7 +226,29 @@ fn main() {
         .unwrap();
 
     if only.as_deref() == Some("matrix") {
-        rt.block_on(Matrix::measure(&p)).print();
+        // The matrix alone: printed, and its own JSON and plot.
+        let matrix = rt.block_on(Matrix::measure(&p));
+        let (workloads, cpu, latency) = matrix.json();
+        let dir = out_dir();
+        let json = json!({
+            "quick": quick,
+            "clients": p.clients,
+            "workloads": workloads,
+            "cpu_us_per_request": cpu,
+            "latency_ms": latency,
+            "latency_offered_rps": matrix.offered_json(),
+        });
+        std::fs::write(
+            dir.join("matrix.json"),
+            serde_json::to_string_pretty(&json).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("throughput.svg"),
+            svg::bars("Requests per second, by workload", "req/s", &matrix.rows()),
+        )
+        .unwrap();
+        matrix.print();
         return;
     }
     if only.as_deref() == Some("cell") {
