@@ -279,8 +279,26 @@ pub(crate) fn sync_step(
 }
 
 /// A peer says `key` ended for good (it holds an invalidated or rotated
-/// tombstone): end it here too.
+/// tombstone): end it here too. A session that ended here already is
+/// moved in the expiry index to where an end belongs (the tombstone grace
+/// from now) if it sits later: filed while this node's clock ran ahead, it
+/// would otherwise wait that far ahead for the sweeper and count as live.
 pub(crate) fn end(shared: &Shared, key: DocKey) -> Result<Pushes, Error> {
+    with_slot(shared, key, |state| {
+        let now = shared.now();
+        if let SlotState::Doc {
+            record: Some(rec),
+            summary,
+            ..
+        } = state
+        {
+            let at = shared.index_time(summary, now);
+            if summary.ended.is_some() && rec.deadline > at {
+                *rec = shared.store()?.reschedule(key, *rec, at)?;
+            }
+        }
+        Ok(())
+    })?;
     let (_, pushes) = commit(shared, key, &[Op::Invalidate])?;
     Ok(pushes)
 }

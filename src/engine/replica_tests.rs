@@ -286,3 +286,26 @@ fn a_pushed_logout_moves_the_session_in_the_expiry_index_at_once() {
     assert_eq!(engine.sweep().unwrap().tombstoned, 1);
     engine.close(true).unwrap();
 }
+
+#[test]
+fn an_end_filed_while_the_clock_ran_ahead_is_moved_back_when_a_peer_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10 * 3_600_000);
+    let key = SessionId::random().doc_key();
+    let (mut source, first) = remote_session(&clock);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    // The logout arrives while this node's clock runs 31 minutes ahead.
+    let logout = change(&mut source, |d| d.invalidate().unwrap());
+    clock.advance(31 * MIN);
+    assert_eq!(engine.apply_push(key, FIRST, &logout), Applied::Yes);
+    clock.set(10 * 3_600_000 + 1_000);
+    // Filed 31 minutes ahead: the index counts the session as live.
+    assert_eq!(engine.live_digest(&[], 10).unwrap().len(), 1);
+    // A peer's anti-entropy answer says the session ended.
+    engine.end(key).unwrap();
+    assert_eq!(engine.live_digest(&[], 10).unwrap(), Vec::new());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(engine.sweep().unwrap().tombstoned, 1);
+    engine.close(true).unwrap();
+}
