@@ -5,7 +5,7 @@
 //! history per batch, not per change.
 
 use super::generations::advance;
-use super::shared::{digest_hash, Shared};
+use super::shared::{digest_hash, ms, Shared};
 use crate::doc::{change_header, may_write, written_keys, ChangeHeader, DEADLINE_KEYS};
 use crate::events::Origin;
 use crate::id::DocKey;
@@ -101,7 +101,10 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
 /// session or change its timeouts is applied at once: the principal index
 /// and the expiry index (where the sweeper and fingerprints look) are
 /// written from the applied summary, and a deferred change reaches them
-/// only when the session is next read here — after a restart, maybe never. Returns `false` (nothing done) when the change
+/// only when the session is next read here — after a restart, maybe never.
+/// A change arriving when the session's place in the expiry index is less
+/// than half its idle timeout away is applied too: deferred touches would
+/// leave it filed at an access long past. Returns `false` (nothing done) when the change
 /// cannot be deferred: the caller applies it at once, together with the
 /// batch, and that write compacts the log when it is due.
 pub(crate) fn defer(
@@ -121,8 +124,16 @@ pub(crate) fn defer(
     else {
         return Ok(false);
     };
+    // Where the index files the session lags behind the accesses a deferred
+    // touch records; past half the idle timeout before that filed time, a
+    // change is applied, which files the session anew.
+    let now = shared.now();
+    let soon = now
+        .saturating_add(ms(shared.config().tombstone_grace()))
+        .saturating_add(summary.max_idle_ms / 2);
     if deferred.chunks.len() + 1 >= DEFER_MAX
         || rec.log_count + 1 >= shared.config().compact_every()
+        || rec.deadline <= soon
         || super::principals::may_write_principal(chunk)
         || may_write(chunk, &DEADLINE_KEYS)
     {
@@ -165,7 +176,7 @@ pub(crate) fn defer(
     }
     heads.retain(|h| !deps.contains(h));
     heads.push(hash);
-    let at = shared.index_time(summary, shared.now());
+    let at = shared.index_time(summary, now);
     *rec = shared.store()?.append(
         key,
         chunk,

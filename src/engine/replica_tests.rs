@@ -309,3 +309,27 @@ fn an_end_filed_while_the_clock_ran_ahead_is_moved_back_when_a_peer_reports_it()
     assert_eq!(engine.sweep().unwrap().tombstoned, 1);
     engine.close(true).unwrap();
 }
+
+#[test]
+fn touches_pushed_near_the_filed_deadline_move_the_session_in_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = 10 * 3_600_000;
+    let clock = ManualClock::new(start);
+    let key = SessionId::random().doc_key();
+    let (mut source, first) = remote_session(&clock);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    let write = change(&mut source, |d| d.insert("a", &1).unwrap());
+    assert_eq!(engine.apply_push(key, FIRST, &write), Applied::Yes);
+    // The session is used on another node only: its touches arrive here,
+    // past half its idle timeout (30 minutes).
+    clock.advance(16 * MIN);
+    let node = NodeId::random();
+    let touch = change(&mut source, |d| d.touch(node, clock.now_ms()).unwrap());
+    assert_eq!(engine.apply_push(key, FIRST, &touch), Applied::Yes);
+    // Past the first deadline, before the touched one: live, by the index
+    // alone, as on the node that touched it.
+    clock.set(start + 31 * 60_000);
+    assert_eq!(engine.live_digest(&[], 10).unwrap().len(), 1);
+    engine.close(true).unwrap();
+}
