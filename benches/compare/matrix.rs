@@ -33,13 +33,13 @@ pub(crate) const CASES: [Case; 4] = [
         key: "read_only",
         label: "read 2 attributes",
         workload: Workload::ReadOnly,
-        renew: Some(RENEW_EVERY),
+        renew: None,
     },
     Case {
         key: "mix_90_10",
         label: "90 % reads, 10 % read + increment",
         workload: Workload::Mix90,
-        renew: Some(RENEW_EVERY),
+        renew: None,
     },
     Case {
         key: "write_every",

@@ -50,7 +50,10 @@ impl Node {
     /// # }
     /// ```
     pub async fn fingerprint(&self) -> Result<Fingerprint, Error> {
-        self.run(|engine| {
+        // A walk over every session: marked as blocking, so the worker
+        // hands its other tasks on meanwhile.
+        let engine = &self.shared.engine;
+        crate::tasks::blocking(true, || {
             let mut hasher = Sha256::new();
             let mut sessions = 0;
             let mut from: Vec<u8> = Vec::new();

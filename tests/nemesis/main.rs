@@ -240,7 +240,9 @@ async fn run(replication: &str) {
         .unwrap();
     let limit = Duration::from_secs(60);
     let settled = check::settle(&http, &bases, healed, limit).await;
-    let converged = check::converge(&http, &bases, &outcomes, healed, limit).await;
+    // The session-by-session pass gets its own minute.
+    let converged =
+        check::converge(&http, &bases, &outcomes, healed, healed.elapsed() + limit).await;
     let findings = check::check(&http, &bases, &outcomes, settled, converged).await;
     let (by_kind, availability) = check::tally(&outcomes, &[]);
     let (_, during_faults) = check::tally(&outcomes, &faults);
