@@ -18,9 +18,9 @@
 //!   the per-request cost as the store grows.
 //!
 //! Run with: `cargo bench --bench compare` (`-- --quick` for a few minutes;
-//! `-- --only matrix`, `-- --only cell --system S --workload W`, `-- --only
-//! memory`, `-- --only throughput [--renew
-//! N]`, `-- --only workloads [--reps N]`, `-- --only read_after_write` or
+//! `-- --only matrix`, `-- --only cell --system S --workload W [--rate R]`,
+//! `-- --only memory`, `-- --only throughput [--renew N]`, `-- --only
+//! workloads [--reps N]`, `-- --only read_after_write` or
 //! `-- --only convergence` to profile one phase, which prints its figures
 //! and writes no JSON; `--only matrix` writes `matrix.json` and the
 //! throughput plot).
@@ -269,6 +269,22 @@ fn main() {
             .into_iter()
             .find(|c| c.key == arg("--workload"))
             .expect("--workload: one of the workloads of compare.json");
+        if let Ok(rate) = arg("--rate").parse::<f64>() {
+            // Latency only, at `--rate` requests per second offered.
+            let l = rt
+                .block_on(matrix::latency_of(&p, system, &case, rate))
+                .expect("the system runs here");
+            println!(
+                "{} / {} at {rate:.0} req/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed",
+                case.key,
+                system.key(),
+                l.p50.as_secs_f64() * 1e3,
+                l.p99.as_secs_f64() * 1e3,
+                l.p999.as_secs_f64() * 1e3,
+                l.errors
+            );
+            return;
+        }
         let m = rt.block_on(matrix::cell(&p, system, &case));
         println!(
             "{} / {}: {:.0} req/s, {:.0} CPU us per request",

@@ -110,6 +110,28 @@ async fn throughput_of(p: &Plan, system: System, case: &Case) -> Option<Measured
     .await
 }
 
+/// The open-loop latency of `system` under `case` at `rate` requests per
+/// second; `None` when the system cannot run here.
+pub(crate) async fn latency_of(
+    p: &Plan,
+    system: System,
+    case: &Case,
+    rate: f64,
+) -> Option<Latency> {
+    on(system, |addr, _| async move {
+        open_loop::latency(
+            addr,
+            p.clients,
+            rate,
+            (p.warmup, p.run),
+            case.renew,
+            case.workload,
+        )
+        .await
+    })
+    .await
+}
+
 impl Matrix {
     pub(crate) async fn measure(p: &Plan) -> Self {
         let mut cells = Vec::new();
@@ -134,18 +156,7 @@ impl Matrix {
             for (system, cell) in System::ALL.into_iter().zip(row.iter_mut()) {
                 let Some(cell) = cell else { continue };
                 eprintln!("  {} at {rate:.0} req/s: {}", case.key, system.label());
-                cell.latency = on(system, |addr, _| async move {
-                    open_loop::latency(
-                        addr,
-                        p.clients,
-                        rate,
-                        (p.warmup, p.run),
-                        case.renew,
-                        case.workload,
-                    )
-                    .await
-                })
-                .await;
+                cell.latency = latency_of(p, system, case, rate).await;
                 if let Some(l) = cell.latency.filter(|l| l.errors > 0) {
                     eprintln!("    {} requests failed", l.errors);
                 }
