@@ -243,11 +243,7 @@ fn main() {
             serde_json::to_string_pretty(&json).unwrap(),
         )
         .unwrap();
-        std::fs::write(
-            dir.join("throughput.svg"),
-            svg::bars("Requests per second, by workload", "req/s", &matrix.rows()),
-        )
-        .unwrap();
+        std::fs::write(dir.join("throughput.svg"), matrix.plot()).unwrap();
         matrix.print();
         return;
     }
@@ -431,11 +427,7 @@ fn main() {
     )
     .unwrap();
 
-    std::fs::write(
-        dir.join("throughput.svg"),
-        svg::bars("Requests per second, by workload", "req/s", &matrix.rows()),
-    )
-    .unwrap();
+    std::fs::write(dir.join("throughput.svg"), matrix.plot()).unwrap();
     let lag_ms: Vec<f64> = lags.iter().map(|d| ms(*d)).collect();
     std::fs::write(
         dir.join("lag.svg"),

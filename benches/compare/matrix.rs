@@ -204,8 +204,13 @@ impl Matrix {
             .into()
     }
 
+    /// The plot: every cell's req/s as a bar (SVG).
+    pub(crate) fn plot(&self) -> String {
+        crate::svg::bars("Requests per second, by workload", "req/s", &self.rows())
+    }
+
     /// Bars for the plot: every cell's req/s.
-    pub(crate) fn rows(&self) -> Vec<(String, f64)> {
+    fn rows(&self) -> Vec<(String, f64)> {
         let mut rows = Vec::new();
         for (case, row) in CASES.iter().zip(&self.cells) {
             for (system, cell) in System::ALL.into_iter().zip(row) {
