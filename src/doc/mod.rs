@@ -75,4 +75,4 @@ pub(crate) use session_doc::{SessionDoc, Status};
 #[cfg(feature = "testing")]
 pub use summary::{may_write, written_keys, Summary, DEADLINE_KEYS};
 #[cfg(not(feature = "testing"))]
-pub(crate) use summary::{written_keys, Summary};
+pub(crate) use summary::{may_write, written_keys, Summary, DEADLINE_KEYS};
