@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 use matrix::{Matrix, RENEW_EVERY};
 use serde_json::json;
 use sessionmesh::http::SessionLayer;
-use sessionmesh::net::Replication;
 use sessionmesh::{Config, Node, SessionId};
 use systems::System;
 use throughput::Workload;
@@ -183,20 +182,16 @@ async fn memory(n: usize, checkpoints: &[usize]) -> (u64, u64, Vec<(usize, f64)>
     (rss, disk, costs)
 }
 
-/// sessionmesh's requests per second: 3 nodes, the clients on the first.
-async fn mesh_rps(
-    p: &Plan,
-    replication: Replication,
-    renew: Option<u64>,
-    workload: Workload,
-) -> f64 {
-    let running = systems::cluster(replication).await;
-    let (addr, server) = throughput::serve(running.app.clone()).await;
-    let measured =
-        throughput::measure(addr, p.clients, (p.warmup, p.run), renew, workload, &[]).await;
-    server.abort();
-    running.stop().await;
-    measured.rps
+/// sessionmesh's requests per second: 3 nodes, async, the clients on the
+/// first (one cell of the matrix, with any renewal).
+async fn mesh_rps(p: &Plan, renew: Option<u64>, workload: Workload) -> f64 {
+    let case = matrix::Case {
+        key: "",
+        label: "",
+        workload,
+        renew,
+    };
+    matrix::cell(p, System::Mesh, &case).await.rps
 }
 
 fn out_dir() -> PathBuf {
@@ -293,7 +288,7 @@ fn main() {
     }
     // Memory first, in a fresh process, so RSS is this phase's.
     if only.as_deref() == Some("throughput") {
-        let rps = rt.block_on(mesh_rps(&p, Replication::Async, renew, Workload::Increment));
+        let rps = rt.block_on(mesh_rps(&p, renew, Workload::Increment));
         println!("sessionmesh (async, 2 peers): {rps:.0} req/s");
         return;
     }
@@ -311,7 +306,7 @@ fn main() {
                 ("read_only", Workload::ReadOnly),
                 ("mix_90_10", Workload::Mix90),
             ] {
-                let rps = rt.block_on(mesh_rps(&p, Replication::Async, None, w));
+                let rps = rt.block_on(mesh_rps(&p, None, w));
                 println!("rep {rep}: sessionmesh (async, 2 peers) {name}: {rps:.0} req/s");
             }
         }

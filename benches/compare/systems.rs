@@ -126,12 +126,6 @@ async fn mesh(n: usize, replication: Replication) -> Running {
     }
 }
 
-/// 3 nodes, as [`System::Mesh`] or [`System::MeshSync`] (for the phases
-/// that measure sessionmesh alone).
-pub(crate) async fn cluster(replication: Replication) -> Running {
-    mesh(3, replication).await
-}
-
 /// tower-sessions on Redis: one server without persistence, or a primary
 /// with an append-only file (`appendfsync no`: written at once, synced by
 /// the OS, as sessionmesh's default durability) and two replicas doing

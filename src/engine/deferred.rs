@@ -104,9 +104,10 @@ fn apply_deferred(shared: &Shared, key: DocKey, state: &mut SlotState) -> Result
 /// only when the session is next read here — after a restart, maybe never.
 /// A change arriving when the session's place in the expiry index is less
 /// than half its idle timeout away is applied too: deferred touches would
-/// leave it filed at an access long past. Returns `false` (nothing done) when the change
-/// cannot be deferred: the caller applies it at once, together with the
-/// batch, and that write compacts the log when it is due.
+/// leave it filed at an access long past. Returns `false` (nothing done)
+/// when the change cannot be deferred: the caller applies it at once,
+/// together with the batch, and that write compacts the log when it is
+/// due.
 pub(crate) fn defer(
     shared: &Shared,
     key: DocKey,

@@ -284,21 +284,28 @@ pub(crate) fn sync_step(
 /// from now) if it sits later: filed while this node's clock ran ahead, it
 /// would otherwise wait that far ahead for the sweeper and count as live.
 pub(crate) fn end(shared: &Shared, key: DocKey) -> Result<Pushes, Error> {
-    with_slot(shared, key, |state| {
-        let now = shared.now();
-        if let SlotState::Doc {
+    let ended_here = with_slot(shared, key, |state| {
+        let SlotState::Doc {
             record: Some(rec),
             summary,
             ..
         } = state
-        {
-            let at = shared.index_time(summary, now);
-            if summary.ended.is_some() && rec.deadline > at {
-                *rec = shared.store()?.reschedule(key, *rec, at)?;
-            }
+        else {
+            return Ok(false);
+        };
+        if summary.ended.is_none() {
+            return Ok(false);
         }
-        Ok(())
+        let at = shared.index_time(summary, shared.now());
+        if rec.deadline > at {
+            *rec = shared.store()?.reschedule(key, *rec, at)?;
+        }
+        Ok(true)
     })?;
+    if ended_here {
+        // Nothing to commit: an ended session takes no more changes.
+        return Ok(Vec::new());
+    }
     let (_, pushes) = commit(shared, key, &[Op::Invalidate])?;
     Ok(pushes)
 }
@@ -325,7 +332,7 @@ pub(crate) fn live_digest(
     from: &[u8],
     limit: usize,
 ) -> Result<Vec<(DocKey, u64)>, Error> {
-    let grace = super::shared::ms(shared.config().tombstone_grace());
+    let grace = ms(shared.config().tombstone_grace());
     let after = shared.now().saturating_add(grace).saturating_add(1);
     Ok(shared.store()?.digest(from, None, after, limit)?)
 }

@@ -261,23 +261,28 @@ fn a_bundle_that_expands_while_parsing_is_refused_unparsed() {
     engine.close(true).unwrap();
 }
 
+/// A node in `dir` holding a session a remote node created: the node, the
+/// session's key and the remote document (to make more changes in).
+fn replica_of(dir: &std::path::Path, clock: &ManualClock) -> (Engine, DocKey, SessionDoc) {
+    let key = SessionId::random().doc_key();
+    let (source, first) = remote_session(clock);
+    let engine = open(dir, clock);
+    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    (engine, key, source)
+}
+
 #[test]
 fn a_pushed_logout_moves_the_session_in_the_expiry_index_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000_000);
-    let key = SessionId::random().doc_key();
-    let (mut source, first) = remote_session(&clock);
-    {
-        let engine = open(dir.path(), &clock);
-        assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
-        let write = change(&mut source, |d| d.insert("a", &1).unwrap());
-        assert_eq!(engine.apply_push(key, FIRST, &write), Applied::Yes);
-        let logout = change(&mut source, |d| d.invalidate().unwrap());
-        assert_eq!(engine.apply_push(key, FIRST, &logout), Applied::Yes);
-        // Not live, by the index alone (what fingerprints read).
-        assert_eq!(engine.live_digest(&[], 10).unwrap(), Vec::new());
-        engine.close(true).unwrap();
-    }
+    let (engine, key, mut source) = replica_of(dir.path(), &clock);
+    let write = change(&mut source, |d| d.insert("a", &1).unwrap());
+    assert_eq!(engine.apply_push(key, FIRST, &write), Applied::Yes);
+    let logout = change(&mut source, |d| d.invalidate().unwrap());
+    assert_eq!(engine.apply_push(key, FIRST, &logout), Applied::Yes);
+    // Not live, by the index alone (what fingerprints read).
+    assert_eq!(engine.live_digest(&[], 10).unwrap(), Vec::new());
+    engine.close(true).unwrap();
     // Restarted without the session ever being read: the sweeper ends it
     // now, not when its idle timeout would have.
     let engine = open(dir.path(), &clock);
@@ -291,10 +296,7 @@ fn a_pushed_logout_moves_the_session_in_the_expiry_index_at_once() {
 fn an_end_filed_while_the_clock_ran_ahead_is_moved_back_when_a_peer_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(10 * 3_600_000);
-    let key = SessionId::random().doc_key();
-    let (mut source, first) = remote_session(&clock);
-    let engine = open(dir.path(), &clock);
-    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    let (engine, key, mut source) = replica_of(dir.path(), &clock);
     // The logout arrives while this node's clock runs 31 minutes ahead.
     let logout = change(&mut source, |d| d.invalidate().unwrap());
     clock.advance(31 * MIN);
@@ -315,10 +317,7 @@ fn touches_pushed_near_the_filed_deadline_move_the_session_in_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let start = 10 * 3_600_000;
     let clock = ManualClock::new(start);
-    let key = SessionId::random().doc_key();
-    let (mut source, first) = remote_session(&clock);
-    let engine = open(dir.path(), &clock);
-    assert_eq!(engine.apply_push(key, FIRST, &first), Applied::Yes);
+    let (engine, key, mut source) = replica_of(dir.path(), &clock);
     let write = change(&mut source, |d| d.insert("a", &1).unwrap());
     assert_eq!(engine.apply_push(key, FIRST, &write), Applied::Yes);
     // The session is used on another node only: its touches arrive here,
