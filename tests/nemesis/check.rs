@@ -73,6 +73,20 @@ async fn fingerprint(http: &reqwest::Client, base: &str) -> Option<Value> {
     Some(body.get("fingerprint")?.clone()).filter(|f| !f.is_null())
 }
 
+/// Fails at once, saying why, when the peer binary predates the
+/// fingerprint this check waits for: `cargo test --test nemesis` does not
+/// rebuild `examples/peer`, so a stale one would only show as nodes that
+/// never converge.
+pub async fn peer_is_current(base: &str) {
+    let http = reqwest::Client::new();
+    let has = fingerprint(&http, base).await.is_some();
+    assert!(
+        has,
+        "{base}/cluster has no fingerprint: examples/peer is older than this test; \
+         run `cargo build --examples` (with the same --release, if any) first"
+    );
+}
+
 /// Waits (up to `limit` after `start`) until every node reports the same
 /// fingerprint: the same live sessions, change for change. Reads no
 /// session, so it records no access and measures convergence finely.

@@ -203,6 +203,7 @@ async fn run(replication: &str) {
     for base in &bases {
         common::wait_for_peers(base, NODES - 1).await;
     }
+    check::peer_is_current(&bases[0]).await;
 
     let epoch0 = Instant::now();
     let deadline = epoch0 + Duration::from_secs(secs);
